@@ -1,0 +1,19 @@
+import type { AuditEvent, AuditEventInput, AuditQuery } from '../events/types.js';
+
+/**
+ * The audit log. Append-only: events are never updated or deleted through
+ * this interface. `append` resolves only once the events are durable
+ * (committed); if it rejects with StoreError the caller must not perform
+ * the action the events describe.
+ */
+export interface AuditStore {
+  append(events: readonly AuditEventInput[]): Promise<AuditEvent[]>;
+  query(q: AuditQuery): AuditEvent[];
+  /** Highest sequence number written, 0 when empty. */
+  lastSeq(): number;
+  /** Online, consistent copy of the whole store to `destPath`. */
+  backup(destPath: string): Promise<void>;
+  /** True when the last write succeeded (for /readyz). */
+  healthy(): boolean;
+  close(): Promise<void>;
+}

@@ -1,0 +1,131 @@
+import { readFileSync } from 'node:fs';
+import { isAbsolute, resolve, dirname } from 'node:path';
+import { parseDocument } from 'yaml';
+import type { z } from 'zod';
+import { ConfigError } from '../errors.js';
+import { configSchema, type SluiceConfig } from './schema.js';
+import { resolveSecret } from './secrets.js';
+
+/** `resources[2].upstream.port` from zod's path array. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const seg of path) {
+    if (typeof seg === 'number') out += `[${seg}]`;
+    else out += out ? `.${String(seg)}` : String(seg);
+  }
+  return out;
+}
+
+function issueMessage(issue: z.core.$ZodIssue): string {
+  if (issue.code === 'invalid_type') {
+    return `expected ${issue.expected === 'int' ? 'an integer' : articled(issue.expected)}`;
+  }
+  if (issue.code === 'unrecognized_keys') return `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.join(', ')}`;
+  return issue.message;
+}
+
+function articled(t: string): string {
+  return /^[aeiou]/.test(t) ? `an ${t}` : `a ${t}`;
+}
+
+/** Validates a parsed document; throws ConfigError naming every bad key. */
+export function validateConfig(raw: unknown): SluiceConfig {
+  const result = configSchema.safeParse(raw ?? {});
+  if (result.success) {
+    crossCheck(result.data);
+    return result.data;
+  }
+  throw new ConfigError(
+    result.error.issues.map((i) => ({ path: formatPath(i.path), message: issueMessage(i) })),
+  );
+}
+
+/** Rules that span keys and so do not fit the per-key schema. */
+function crossCheck(cfg: SluiceConfig): void {
+  const issues: { path: string; message: string }[] = [];
+  const seen = new Map<string, number>();
+  cfg.resources.forEach((r, i) => {
+    if (seen.has(r.name)) issues.push({ path: `resources[${i}].name`, message: `duplicate resource name ${r.name} (also resources[${seen.get(r.name)}])` });
+    seen.set(r.name, i);
+    if (r.upstream.tls.mode !== 'verify-full' && r.upstream.tls.ca) {
+      issues.push({ path: `resources[${i}].upstream.tls.ca`, message: 'a CA is only used with mode verify-full' });
+    }
+  });
+  const issuerNames = new Set<string>();
+  cfg.identity.issuers.forEach((iss, i) => {
+    if (issuerNames.has(iss.name)) issues.push({ path: `identity.issuers[${i}].name`, message: `duplicate issuer name ${iss.name}` });
+    issuerNames.add(iss.name);
+  });
+  cfg.policies.forEach((p, i) => {
+    p.resources.forEach((name, j) => {
+      if (name !== '*' && !seen.has(name)) {
+        issues.push({ path: `policies[${i}].resources[${j}]`, message: `unknown resource ${name}` });
+      }
+    });
+    if (Object.keys(p.when).length === 0) {
+      issues.push({ path: `policies[${i}].when`, message: 'name at least one of issuer, subjects, groups, kind, claims' });
+    }
+  });
+  const listen = cfg.server.postgres.listen;
+  if (cfg.server.postgres.allow_plaintext && !isLoopback(listen)) {
+    issues.push({ path: 'server.postgres.allow_plaintext', message: `plaintext is only allowed on a loopback listen address, not ${listen}` });
+  }
+  if (!cfg.server.tls.self_signed && !(cfg.server.tls.cert && cfg.server.tls.key) && !cfg.server.postgres.allow_plaintext) {
+    issues.push({ path: 'server.tls', message: 'set cert and key, or self_signed: true (tokens are only accepted inside TLS)' });
+  }
+  if (issues.length) throw new ConfigError(issues);
+}
+
+export function isLoopback(hostPort: string): boolean {
+  const host = hostPort.slice(0, hostPort.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+}
+
+export interface LoadedConfig {
+  readonly config: SluiceConfig;
+  readonly file: string;
+}
+
+/**
+ * Reads and validates sluice.yaml. Relative paths in the file (data_dir,
+ * store.path, keys.dir) are resolved against the file's directory, so the
+ * same file works from any working directory.
+ */
+export function loadConfigFile(file: string): LoadedConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError([{ path: '', message: `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}` }]);
+  }
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length) {
+    throw new ConfigError(doc.errors.map((e) => ({ path: '', message: `YAML: ${e.message}` })));
+  }
+  const config = validateConfig(doc.toJS());
+  const base = dirname(resolve(file));
+  const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
+  config.store.data_dir = abs(config.store.data_dir);
+  if (config.store.path) config.store.path = abs(config.store.path);
+  if (config.keys.dir) config.keys.dir = abs(config.keys.dir);
+  return { config, file: resolve(file) };
+}
+
+/** A resource's credentials with their secrets resolved; held only in memory. */
+export interface ResolvedCredential {
+  readonly user: string;
+  readonly password: string;
+}
+
+export function resolveCredentials(cfg: SluiceConfig): Map<string, Map<string, ResolvedCredential>> {
+  const out = new Map<string, Map<string, ResolvedCredential>>();
+  cfg.resources.forEach((r, i) => {
+    const m = new Map<string, ResolvedCredential>();
+    for (const [grant, cred] of Object.entries(r.credentials)) {
+      if (!cred) continue;
+      m.set(grant, { user: cred.user, password: resolveSecret(cred.password, `resources[${i}].credentials.${grant}.password`) });
+    }
+    out.set(r.name, m);
+  });
+  return out;
+}

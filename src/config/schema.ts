@@ -1,0 +1,190 @@
+import { z } from 'zod';
+import { parseDuration } from './duration.js';
+
+/**
+ * The shape of sluice.yaml. Keys are snake_case; the top-level sections are
+ * fixed (server, store, keys, identity, resources, policies) and later
+ * capabilities extend them rather than adding new roots.
+ * docs/sluice.schema.json is generated from this file (npm run schema).
+ */
+
+const duration = z
+  .union([z.number(), z.string()])
+  .refine((v) => parseDuration(v) !== undefined, {
+    message: 'expected a duration such as 30, "30s", "15m", "8h" or "1d"',
+  })
+  .transform((v) => parseDuration(v) as number)
+  .meta({ description: 'Seconds as a number, or a string with a unit: ms, s, m, h, d.' });
+
+/** `${env:NAME}` or `${file:/path}`: secrets are references, never inline values. */
+export const SECRET_REF = /^\$\{(env|file):([^}]+)\}$/;
+const secretRef = z
+  .string()
+  .regex(SECRET_REF, { message: 'expected a secret reference: ${env:NAME} or ${file:/path}, never an inline value' })
+  .meta({ description: 'Secret reference: ${env:NAME} or ${file:/path}.' });
+
+const hostPort = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):\d{1,5}$/, { message: 'expected host:port, for example 0.0.0.0:6432' });
+
+const grantName = z.enum(['read', 'write', 'ddl', 'admin']);
+export type GrantName = z.infer<typeof grantName>;
+export const GRANTS: readonly GrantName[] = grantName.options;
+
+const tlsFiles = z.strictObject({
+  cert: secretRef.optional().meta({ description: 'PEM certificate chain (reference).' }),
+  key: secretRef.optional().meta({ description: 'PEM private key (reference).' }),
+  self_signed: z
+    .boolean()
+    .default(false)
+    .meta({ description: 'Generate and keep a self-signed certificate in the data directory (development).' }),
+});
+
+const postgresListener = z.strictObject({
+  listen: hostPort.default('127.0.0.1:6432'),
+  allow_plaintext: z
+    .boolean()
+    .default(false)
+    .meta({
+      description:
+        'Accept connections without TLS. Only allowed on a loopback listen address, for development; Sluice logs a warning.',
+    }),
+  max_startup_bytes: z.number().int().min(64).max(1_048_576).default(10_000),
+  max_message_bytes: z.number().int().min(1024).max(1_073_741_824).default(64 * 1024 * 1024),
+  auth_timeout: duration.default(10),
+  max_unauthenticated: z.number().int().min(1).default(256),
+  idle_timeout: duration.optional().meta({ description: 'End sessions with no traffic for this long.' }),
+});
+
+const httpListener = z.strictObject({
+  listen: hostPort.default('127.0.0.1:8080'),
+  tls: z.boolean().default(false).meta({ description: 'Serve the HTTP API over the server TLS certificate.' }),
+});
+
+const server = z.strictObject({
+  public_url: z.url().optional().meta({ description: 'Base URL people and tools use to reach Sluice.' }),
+  postgres: postgresListener.prefault({}),
+  http: httpListener.prefault({}),
+  tls: tlsFiles.prefault({}),
+  shutdown_grace: duration.default(30),
+  log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  watch_config: z.boolean().default(true).meta({ description: 'Reload when the config file changes (SIGHUP always reloads).' }),
+});
+
+const store = z.strictObject({
+  type: z.literal('sqlite').default('sqlite'),
+  data_dir: z.string().default('./sluice-data').meta({ description: 'Directory for the store, keys and recordings.' }),
+  path: z.string().optional().meta({ description: 'SQLite file; default <data_dir>/sluice.db.' }),
+  synchronous: z
+    .enum(['normal', 'full'])
+    .default('normal')
+    .meta({ description: 'normal: survives a crash of Sluice (WAL). full: also survives power loss, at a measured cost.' }),
+});
+
+const keys = z.strictObject({
+  dir: z.string().optional().meta({ description: 'Where generated keys live; default <data_dir>/keys.' }),
+  signing: secretRef.optional().meta({ description: 'PEM private signing key (Ed25519 or P-256) instead of a generated one.' }),
+  previous: z.array(secretRef).default([]).meta({ description: 'Old signing keys still published in the JWKS during rotation.' }),
+});
+
+const issuer = z.strictObject({
+  name: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, { message: 'expected a lowercase name: letters, digits, - and _' }),
+  issuer: z.url().meta({ description: 'Exact issuer URL; compared byte for byte with the token iss.' }),
+  audience: z.string().min(1),
+  jwks_uri: z.url().optional().meta({ description: 'Explicit JWKS URL; default: from OpenID discovery.' }),
+  algorithms: z
+    .array(z.enum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']))
+    .min(1)
+    .default(['RS256']),
+  groups_claim: z.string().default('groups'),
+  group_prefix: z.string().optional().meta({ description: 'Prefix for groups; default "<name>:" when more than one issuer is configured.' }),
+  kind: z.enum(['person', 'machine']).default('person'),
+  jwks_cache: duration.default(600),
+  jwks_cooldown: duration.default(30).meta({ description: 'Least time between JWKS refetches on an unknown kid.' }),
+  http_timeout: duration.default(5),
+});
+
+const devIssuer = z.strictObject({
+  enabled: z.boolean().default(false).meta({ description: 'Built-in development token issuer (quick start only).' }),
+  audience: z.string().default('sluice'),
+  token_ttl: duration.default(3600),
+});
+
+const identity = z.strictObject({
+  issuers: z.array(issuer).default([]),
+  dev_issuer: devIssuer.prefault({}),
+  clock_skew: duration.default(60).refine((s) => s <= 60, { message: 'at most 60 seconds' }),
+});
+
+const credential = z.strictObject({
+  user: z.string().min(1),
+  password: secretRef,
+});
+
+const upstream = z.strictObject({
+  host: z.string().min(1),
+  port: z.number().int().min(1).max(65535).default(5432),
+  database: z.string().min(1),
+  tls: z
+    .strictObject({
+      mode: z.enum(['disable', 'require', 'verify-full']).default('require'),
+      ca: secretRef.optional().meta({ description: 'PEM CA bundle for verify-full.' }),
+      server_name: z.string().optional(),
+    })
+    .prefault({}),
+  connect_timeout: duration.default(10),
+});
+
+const resource = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, { message: 'expected letters, digits, ., - and _' }),
+  type: z.literal('postgres'),
+  upstream,
+  credentials: z
+    .partialRecord(grantName, credential)
+    .refine((c) => Object.keys(c).length > 0, { message: 'at least one grant needs a credential' })
+    .meta({ description: 'Backend credential per grant (read, write, ddl, admin).' }),
+  limits: z
+    .strictObject({
+      max_sessions: z.number().int().min(1).default(100),
+      max_sessions_per_principal: z.number().int().min(1).default(10),
+    })
+    .prefault({}),
+  redact_parameters: z
+    .array(z.string())
+    .default([])
+    .meta({ description: 'Bind parameter type names (for example bytea) whose values are recorded as [redacted].' }),
+});
+
+const principalMatch = z
+  .strictObject({
+    issuer: z.string().optional(),
+    subjects: z.array(z.string()).optional(),
+    groups: z.array(z.string()).optional(),
+    kind: z.enum(['person', 'machine']).optional(),
+    claims: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).optional(),
+  })
+  .meta({ description: 'All given fields must match; subjects and groups match any of their entries.' });
+
+const policy = z.strictObject({
+  name: z.string().min(1),
+  effect: z.enum(['allow', 'deny']).default('allow'),
+  when: principalMatch,
+  resources: z.array(z.string().min(1)).min(1).meta({ description: 'Resource names, or "*".' }),
+  grants: z.array(grantName).min(1),
+  max_session_duration: duration.optional(),
+});
+
+export const configSchema = z.strictObject({
+  server: server.prefault({}),
+  store: store.prefault({}),
+  keys: keys.prefault({}),
+  identity: identity.prefault({}),
+  resources: z.array(resource).default([]),
+  policies: z.array(policy).default([]),
+});
+
+export type SluiceConfig = z.infer<typeof configSchema>;
+export type ResourceConfig = SluiceConfig['resources'][number];
+export type PolicyConfig = SluiceConfig['policies'][number];
+export type IssuerConfig = SluiceConfig['identity']['issuers'][number];
+export type PrincipalMatch = PolicyConfig['when'];
