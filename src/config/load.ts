@@ -57,7 +57,13 @@ function crossCheck(cfg: SluiceConfig): void {
     issuerNames.add(iss.name);
   });
   cfg.policies.forEach((p, i) => {
-    p.resources.forEach((name, j) => {
+    if (!p.permissions && !(p.resources && p.grants)) {
+      issues.push({ path: `policies[${i}]`, message: 'a policy needs resources and grants, or permissions' });
+    }
+    if ((p.resources === undefined) !== (p.grants === undefined)) {
+      issues.push({ path: `policies[${i}].${p.resources ? 'grants' : 'resources'}`, message: 'resources and grants go together' });
+    }
+    (p.resources ?? []).forEach((name, j) => {
       if (name !== '*' && !seen.has(name)) {
         issues.push({ path: `policies[${i}].resources[${j}]`, message: `unknown resource ${name}` });
       }

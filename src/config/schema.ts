@@ -165,13 +165,21 @@ const principalMatch = z
   })
   .meta({ description: 'All given fields must match; subjects and groups match any of their entries.' });
 
+const permission = z.enum(['audit:read', 'sessions:read', 'sessions:terminate']);
+export type Permission = z.infer<typeof permission>;
+
 const policy = z.strictObject({
   name: z.string().min(1),
   effect: z.enum(['allow', 'deny']).default('allow'),
   when: principalMatch,
-  resources: z.array(z.string().min(1)).min(1).meta({ description: 'Resource names, or "*".' }),
-  grants: z.array(grantName).min(1),
-  max_session_duration: duration.optional(),
+  resources: z.array(z.string().min(1)).min(1).optional().meta({ description: 'Resource names, or "*". Goes with grants.' }),
+  grants: z.array(grantName).min(1).optional().meta({ description: 'Session grants on the resources.' }),
+  permissions: z
+    .array(permission)
+    .min(1)
+    .optional()
+    .meta({ description: 'Sluice API permissions: audit:read, sessions:read, sessions:terminate.' }),
+  max_session_duration: duration.optional().meta({ description: 'Sessions allowed by this policy end after this long, whatever the token expiry.' }),
 });
 
 export const configSchema = z.strictObject({
