@@ -30,6 +30,8 @@ function articled(t: string): string {
 
 /** Validates a parsed document; throws ConfigError naming every bad key. */
 export function validateConfig(raw: unknown): SluiceConfig {
+  const forbidden = findForbiddenKey(raw, []);
+  if (forbidden) throw new ConfigError([{ path: forbidden, message: 'the key "__proto__" is not allowed' }]);
   const result = configSchema.safeParse(raw ?? {});
   if (result.success) {
     crossCheck(result.data);
@@ -38,6 +40,18 @@ export function validateConfig(raw: unknown): SluiceConfig {
   throw new ConfigError(
     result.error.issues.map((i) => ({ path: formatPath(i.path), message: issueMessage(i) })),
   );
+}
+
+/** zod drops `__proto__` keys silently, which could widen a policy; find them before it does. */
+function findForbiddenKey(v: unknown, path: PropertyKey[]): string | undefined {
+  if (typeof v !== 'object' || v === null) return undefined;
+  for (const key of Object.keys(v)) {
+    const here = [...path, Array.isArray(v) ? Number(key) : key];
+    if (key === '__proto__') return formatPath(here);
+    const found = findForbiddenKey((v as Record<string, unknown>)[key], here);
+    if (found) return found;
+  }
+  return undefined;
 }
 
 /** Rules that span keys and so do not fit the per-key schema. */

@@ -53,7 +53,6 @@ const postgresListener = z.strictObject({
   max_message_bytes: z.number().int().min(1024).max(1_073_741_824).default(64 * 1024 * 1024),
   auth_timeout: duration.default(10),
   max_unauthenticated: z.number().int().min(1).default(256),
-  idle_timeout: duration.optional().meta({ description: 'End sessions with no traffic for this long.' }),
 });
 
 const httpListener = z.strictObject({
@@ -150,7 +149,7 @@ const resource = z.strictObject({
     })
     .prefault({}),
   redact_parameters: z
-    .array(z.string())
+    .array(z.enum(['bool', 'bytea', 'char', 'name', 'int8', 'int2', 'int4', 'text', 'oid', 'json', 'xml', 'float4', 'float8', 'money', 'bpchar', 'varchar', 'date', 'time', 'timestamp', 'timestamptz', 'interval', 'numeric', 'uuid', 'jsonb']))
     .default([])
     .meta({ description: 'Bind parameter type names (for example bytea) whose values are recorded as [redacted].' }),
 });
@@ -158,10 +157,13 @@ const resource = z.strictObject({
 const principalMatch = z
   .strictObject({
     issuer: z.string().optional(),
-    subjects: z.array(z.string()).optional(),
-    groups: z.array(z.string()).optional(),
+    subjects: z.array(z.string()).min(1).optional(),
+    groups: z.array(z.string()).min(1).optional(),
     kind: z.enum(['person', 'machine']).optional(),
-    claims: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).optional(),
+    claims: z
+      .record(z.string(), z.union([z.string(), z.number(), z.boolean()]))
+      .refine((c) => Object.keys(c).length > 0, { message: 'name at least one claim, or leave claims out' })
+      .optional(),
   })
   .meta({ description: 'All given fields must match; subjects and groups match any of their entries.' });
 
@@ -179,7 +181,10 @@ const policy = z.strictObject({
     .min(1)
     .optional()
     .meta({ description: 'Sluice API permissions: audit:read, sessions:read, sessions:terminate.' }),
-  max_session_duration: duration.optional().meta({ description: 'Sessions allowed by this policy end after this long, whatever the token expiry.' }),
+  max_session_duration: duration
+    .refine((s) => s > 0, { message: 'expected a duration above zero' })
+    .optional()
+    .meta({ description: 'Sessions allowed by this policy end after this long, even when they outlive the token.' }),
 });
 
 export const configSchema = z.strictObject({

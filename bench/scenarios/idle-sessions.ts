@@ -1,0 +1,89 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import type { ConnParams, Transport } from '../connection.js';
+import { pgClientConfig } from '../connection.js';
+import { readRssBytes } from '../processes.js';
+import type { Measurement, TableSpec } from '../scenario.js';
+import type { Target } from '../targets.js';
+import { inScenario } from '../targets.js';
+import { transportVariants } from './select-only.js';
+
+/** Connections opened at once; stays well under Sluice's default max_unauthenticated (256). */
+const BATCH = 50;
+const WARMUP_SESSIONS = 20;
+const SETTLE_MS = 1000;
+const KiB = 1024;
+const MiB = 1024 * 1024;
+
+async function openSessions(conn: ConnParams, n: number): Promise<pg.Client[]> {
+  const clients: pg.Client[] = [];
+  try {
+    for (let i = 0; i < n; i += BATCH) {
+      const batch = Array.from({ length: Math.min(BATCH, n - i) }, () => {
+        const c = new pg.Client(pgClientConfig(conn));
+        c.on('error', () => undefined);
+        clients.push(c);
+        return c.connect().then(() => c.query('SELECT 1'));
+      });
+      await Promise.all(batch);
+    }
+    return clients;
+  } catch (err) {
+    await closeSessions(clients);
+    throw err;
+  }
+}
+
+async function closeSessions(clients: readonly pg.Client[]): Promise<void> {
+  await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
+}
+
+/**
+ * Memory of the process in the middle (Sluice or pgbouncer) with N
+ * authenticated sessions that each ran one query and then sit idle,
+ * against the same process after a few sessions came and went.
+ */
+export const idleSessions: Measurement = {
+  id: 'idle',
+  variants: transportVariants,
+  subjects: (ctx) => ctx.targets.filter((t) => t.kind === 'pgbouncer' || t.kind === 'sluice'),
+  async run(ctx, variant, target) {
+    const conn = target.conn(variant.key as Transport);
+    const pid = target.pid as number;
+    await closeSessions(await openSessions(conn, WARMUP_SESSIONS));
+    await sleep(SETTLE_MS);
+    const rss0 = readRssBytes(pid);
+    const heap0 = await target.heapUsedBytes?.();
+    const n = ctx.opts.idleSessions;
+    const clients = await openSessions(conn, n);
+    try {
+      await sleep(SETTLE_MS);
+      const rss1 = readRssBytes(pid);
+      const heap1 = await target.heapUsedBytes?.();
+      return {
+        rssPerSessionKiB: (rss1 - rss0) / n / KiB,
+        heapPerSessionKiB: heap0 !== undefined && heap1 !== undefined ? (heap1 - heap0) / n / KiB : undefined,
+        rssMiB: rss1 / MiB,
+      };
+    } finally {
+      await closeSessions(clients);
+    }
+  },
+};
+
+const isMiddle = (t: Target) => t.kind === 'pgbouncer' || inScenario(t, 5);
+
+export const scenario5: TableSpec = {
+  scenario: 5,
+  title: 'Idle sessions',
+  measurement: idleSessions,
+  describe: (o) =>
+    `${o.idleSessions} authenticated sessions that ran SELECT 1 and stay idle; growth of the middle process over its state after ${WARMUP_SESSIONS} sessions came and went. RSS from /proc/<pid>/status, heap from Sluice's /metrics (nodejs_heap_size_used_bytes). A direct session is a PostgreSQL backend process, so direct has no row.`,
+  metrics: [
+    { key: 'rssPerSessionKiB', header: 'RSS KiB/session', digits: 1 },
+    { key: 'heapPerSessionKiB', header: 'heap KiB/session', digits: 1 },
+    { key: 'rssMiB', header: 'RSS MiB with sessions', digits: 1 },
+  ],
+  ratio: { metric: 'rssPerSessionKiB', higherIsBetter: false },
+  includes: isMiddle,
+};

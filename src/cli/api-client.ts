@@ -1,0 +1,66 @@
+import { loadConfigFile } from '../config/load.js';
+import { SluiceError } from '../errors.js';
+import { Keyring } from '../keys/keyring.js';
+import { devIssuerFor, publicUrl } from '../runtime/build-state.js';
+import { findConfigFile } from './config-file.js';
+
+export interface ApiOptions {
+  config?: string;
+  url?: string;
+  token?: string;
+  as?: string;
+  asGroups?: string[];
+}
+
+/**
+ * The CLI's client for /api/v1. Commands that read or change state go
+ * through the API (so they work against a remote gateway and obey policy);
+ * the token comes from --token, $SLUICE_TOKEN, or, where the config enables
+ * the development issuer, a token minted locally for --as.
+ */
+export class ApiClient {
+  private constructor(
+    readonly baseUrl: string,
+    private readonly token: string,
+  ) {}
+
+  static async create(opts: ApiOptions): Promise<ApiClient> {
+    let url = opts.url ?? process.env.SLUICE_URL;
+    let token = opts.token ?? process.env.SLUICE_TOKEN;
+    if (!url || !token) {
+      const { config } = loadConfigFile(findConfigFile(opts.config));
+      url ??= publicUrl(config);
+      if (!token) {
+        const keyring = await Keyring.load(config.keys, config.store.data_dir);
+        const dev = devIssuerFor(config, keyring);
+        if (!dev) throw new SluiceError('token_missing', 'no token: pass --token or set SLUICE_TOKEN (the development issuer is not enabled)');
+        token = await dev.mint({ subject: opts.as ?? 'demo', groups: opts.asGroups ?? (opts.as ? [] : ['demo']), ttlSeconds: 300 });
+      }
+    }
+    return new ApiClient(url.replace(/\/+$/, ''), token);
+  }
+
+  async get<T>(path: string, query: Record<string, string | number | undefined> = {}): Promise<T> {
+    return this.request<T>('GET', path, query);
+  }
+
+  async delete<T>(path: string): Promise<T> {
+    return this.request<T>('DELETE', path, {});
+  }
+
+  private async request<T>(method: string, path: string, query: Record<string, string | number | undefined>): Promise<T> {
+    const u = new URL(this.baseUrl + path);
+    for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== '') u.searchParams.set(k, String(v));
+    let res: Response;
+    try {
+      res = await fetch(u, { method, headers: { authorization: `Bearer ${this.token}`, accept: 'application/json' }, signal: AbortSignal.timeout(15_000) });
+    } catch (err) {
+      throw new SluiceError('api_unreachable', `cannot reach the Sluice API at ${this.baseUrl} (${(err as Error).message}); is "sluice start" running?`);
+    }
+    const body = (await res.json().catch(() => ({}))) as { error?: { code: string; message: string } };
+    if (!res.ok) {
+      throw new SluiceError(body.error?.code ?? `http_${res.status}`, body.error?.message ?? `the API answered ${res.status}`);
+    }
+    return body as T;
+  }
+}

@@ -1,0 +1,36 @@
+import { Command } from 'commander';
+import { ConfigError, SluiceError } from '../errors.js';
+import { auditCommands } from './commands/audit.js';
+import { configCommands } from './commands/config-check.js';
+import { quickstartCommand } from './commands/quickstart.js';
+import { sessionCommands } from './commands/sessions.js';
+import { startCommand } from './commands/start.js';
+import { storeCommands } from './commands/store.js';
+import { tokenCommand } from './commands/token.js';
+
+const program = new Command()
+  .name('sluice')
+  .description('Sluice: identity-aware access gateway (authenticate, authorize, execute, record)')
+  .showHelpAfterError();
+
+quickstartCommand(program);
+startCommand(program);
+configCommands(program);
+tokenCommand(program);
+auditCommands(program);
+sessionCommands(program);
+storeCommands(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`sluice: invalid configuration\n${err.message.split('\n').map((l) => `  ${l}`).join('\n')}\n`);
+    process.exit(2);
+  }
+  if (err instanceof SluiceError) {
+    process.stderr.write(`sluice: ${err.message} [${err.code}]\n`);
+    process.exit(1);
+  }
+  throw err;
+}

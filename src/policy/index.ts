@@ -1,0 +1,10 @@
+export { matchesPrincipal } from './match.js';
+export {
+  allowedGrants,
+  decidePermission,
+  decideSession,
+  type PermissionDecision,
+  type SessionDecision,
+  type SessionDenialCode,
+  type SessionRequest,
+} from './decide.js';

@@ -1,0 +1,15 @@
+import type { EventPipeline } from '../../events/pipeline.js';
+import type { Logger } from '../../observability/log.js';
+import type { GatewayMetrics } from '../../observability/metrics.js';
+import type { GatewayState } from '../../runtime/state.js';
+import type { SessionRegistry } from '../../sessions/registry.js';
+
+/** What the PostgreSQL adapter needs from the rest of Sluice. */
+export interface PostgresAdapterContext {
+  readonly log: Logger;
+  readonly registry: SessionRegistry;
+  readonly events: EventPipeline;
+  readonly metrics: GatewayMetrics;
+  /** The current configuration-derived state (swapped atomically on reload). */
+  state(): GatewayState;
+}

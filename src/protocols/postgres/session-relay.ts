@@ -1,0 +1,380 @@
+import type { Socket } from 'node:net';
+import type { GrantName } from '../../config/schema.js';
+import { StoreError } from '../../errors.js';
+import type { AuditEventInput } from '../../events/types.js';
+import { principalRef, type Principal } from '../../identity/principal.js';
+import type { Session, TerminationReason } from '../../sessions/session.js';
+import type { BackendConnection } from './backend/connect.js';
+import { BackendScanner } from './backend-scanner.js';
+import { parseCommandComplete, parseErrorFields, parseReadyForQuery } from './codec/backend-parser.js';
+import { errorResponse, readyForQuery } from './codec/backend-serializer.js';
+import { ProtocolError } from './codec/errors.js';
+import type { FrameReader } from './codec/frame-reader.js';
+import { parseBind, parseDescribeOrClose, parseExecute, parseParse, parseQuery } from './codec/frontend-parser.js';
+import { terminate as terminateMessage } from './codec/frontend-serializer.js';
+import { BE, FE } from './codec/message-types.js';
+import type { PostgresAdapterContext } from './context.js';
+import { StatementTracker, type StatementEnd, type StatementStart } from './statement-tracker.js';
+
+export interface SessionInit {
+  readonly id: string;
+  readonly principal: Principal;
+  readonly resource: string;
+  readonly grant: GrantName;
+  readonly policy: string;
+  readonly endsAt?: Date;
+  readonly clientAddress: string;
+  readonly tls: boolean;
+  readonly applicationName?: string;
+  readonly client: Socket;
+  /** The startup reader, holding any bytes the client pipelined after its password. */
+  readonly clientReader: FrameReader;
+  readonly backend: BackendConnection;
+  readonly redactTypeOids: ReadonlySet<number>;
+}
+
+const PAUSE_AUDIT = 1;
+const PAUSE_BACKPRESSURE = 2;
+const WANTED_FROM_BACKEND = new Set<number>([BE.CommandComplete, BE.ErrorResponse, BE.ReadyForQuery, BE.EmptyQueryResponse, BE.PortalSuspended]);
+
+/**
+ * One authenticated PostgreSQL session: relays frames between client and
+ * backend, and turns them into statement events. A statement is forwarded
+ * only after its `statement.started` event is durable; backend responses are
+ * forwarded unchanged and scanned in place.
+ */
+export class PostgresSession implements Session {
+  readonly protocol = 'postgres' as const;
+  readonly id: string;
+  readonly principal: Principal;
+  readonly resource: string;
+  readonly grant: GrantName;
+  readonly policy: string;
+  readonly openedAt = new Date();
+  readonly endsAt?: Date;
+  readonly clientAddress: string;
+  readonly tls: boolean;
+  readonly applicationName?: string;
+  bytesFromClient = 0;
+  bytesToClient = 0;
+  statements = 0;
+
+  private readonly client: Socket;
+  private readonly backend: Socket;
+  private readonly reader: FrameReader;
+  private readonly tracker: StatementTracker;
+  private readonly scanner: BackendScanner;
+  private pauses = 0;
+  private auditing = false;
+  private closed = false;
+  private closeReason = 'client_closed';
+  private endTimer?: NodeJS.Timeout;
+  private completed: AuditEventInput[] = [];
+  private readonly counters: { statements: { inc(): void }; errors: { inc(): void }; toClient: { inc(n: number): void }; fromClient: { inc(n: number): void } };
+
+  constructor(
+    private readonly ctx: PostgresAdapterContext,
+    init: SessionInit,
+    private readonly onClosed: (s: PostgresSession) => void,
+  ) {
+    this.id = init.id;
+    this.principal = init.principal;
+    this.resource = init.resource;
+    this.grant = init.grant;
+    this.policy = init.policy;
+    this.endsAt = init.endsAt;
+    this.clientAddress = init.clientAddress;
+    this.tls = init.tls;
+    this.applicationName = init.applicationName;
+    this.client = init.client;
+    this.backend = init.backend.socket;
+    this.reader = init.clientReader;
+    this.tracker = new StatementTracker({ redactTypeOids: init.redactTypeOids, maxParamChars: 1024 });
+    this.scanner = new BackendScanner((t) => WANTED_FROM_BACKEND.has(t), this.onBackendMessage);
+    const m = ctx.metrics;
+    this.counters = {
+      statements: m.statements.labels('postgres', this.resource),
+      errors: m.statementErrors.labels('postgres', this.resource),
+      toClient: m.bytes.labels('postgres', 'to_client'),
+      fromClient: m.bytes.labels('postgres', 'from_client'),
+    };
+    const pending = init.backend.pending;
+    this.client.on('data', this.onClientData);
+    this.client.on('close', () => this.close('client_closed'));
+    this.client.on('error', () => this.close('client_error'));
+    this.client.on('drain', () => this.backend.resume());
+    this.backend.on('data', this.onBackendData);
+    this.backend.on('close', () => this.close('backend_closed'));
+    this.backend.on('error', () => this.close('backend_error'));
+    this.backend.on('drain', () => this.resumeClient(PAUSE_BACKPRESSURE));
+    if (this.endsAt) {
+      const ms = Math.max(0, Math.min(this.endsAt.getTime() - Date.now(), 2 ** 31 - 1));
+      this.endTimer = setTimeout(
+        () => this.terminate({ code: 'session_duration_exceeded', sqlstate: '57P01', message: 'the session reached its max_session_duration; reconnect with a fresh token' }),
+        ms,
+      );
+      this.endTimer.unref();
+    }
+    // Deferred so that the listener has registered the session before anything can close it.
+    setImmediate(() => {
+      if (this.closed) return;
+      this.backend.resume();
+      this.client.resume();
+      if (pending.length) this.onBackendData(pending);
+      if (this.reader.buffered > 0) this.processClient();
+    });
+  }
+
+  terminate(reason: TerminationReason): void {
+    if (this.closed) return;
+    this.closeReason = reason.code;
+    this.backend.removeListener('data', this.onBackendData);
+    if (this.scanner.atBoundary() && !this.client.destroyed) {
+      this.client.write(errorResponse({ severity: 'FATAL', code: reason.sqlstate, message: reason.message }));
+    }
+    void this.ctx.events
+      .record([this.event('session.terminated', { reason: reason.code, message: reason.message })])
+      .catch((err) => this.auditFailed(err));
+    this.close(reason.code);
+  }
+
+  private readonly onClientData = (chunk: Buffer): void => {
+    this.bytesFromClient += chunk.length;
+    this.counters.fromClient.inc(chunk.length);
+    try {
+      this.reader.push(chunk);
+    } catch (err) {
+      this.protocolViolation(err);
+      return;
+    }
+    if (!this.auditing) this.processClient();
+  };
+
+  private processClient(): void {
+    const out: Buffer[] = [];
+    let started: StatementStart[] | undefined;
+    let queries = 0;
+    try {
+      for (let frame = this.reader.next(); frame; frame = this.reader.next()) {
+        switch (frame.type) {
+          case FE.Query:
+            (started ??= []).push(this.tracker.query(parseQuery(frame.payload)));
+            queries++;
+            break;
+          case FE.Parse: {
+            const p = parseParse(frame.payload);
+            this.tracker.parse(p.name, p.query, p.paramTypes);
+            break;
+          }
+          case FE.Bind: {
+            const b = parseBind(frame.payload);
+            this.tracker.bind(b.portal, b.statement, b.paramFormats, b.params);
+            break;
+          }
+          case FE.Execute:
+            (started ??= []).push(this.tracker.execute(parseExecute(frame.payload).portal));
+            break;
+          case FE.Describe:
+            parseDescribeOrClose(frame.payload);
+            this.tracker.other('describe');
+            break;
+          case FE.Close: {
+            const c = parseDescribeOrClose(frame.payload);
+            this.tracker.other({ close: c.target, name: c.name });
+            break;
+          }
+          case FE.Flush:
+            this.tracker.other('flush');
+            break;
+          case FE.Sync:
+            this.tracker.sync();
+            break;
+          case FE.Terminate:
+            this.closeReason = 'client_terminated';
+            break;
+          case FE.CopyData:
+          case FE.CopyDone:
+          case FE.CopyFail:
+            break;
+          case FE.FunctionCall:
+            this.terminate({
+              code: 'function_call_refused',
+              sqlstate: '0A000',
+              message: 'the function-call sub-protocol (fastpath, used by large-object calls) cannot be audited and is not supported through Sluice',
+            });
+            return;
+          default:
+            throw new ProtocolError('frame_unexpected', `unexpected message type ${JSON.stringify(String.fromCharCode(frame.type))} from the client`);
+        }
+        out.push(frame.raw);
+      }
+    } catch (err) {
+      this.protocolViolation(err);
+      return;
+    }
+    if (!started) {
+      this.forward(out);
+      return;
+    }
+    this.statements += started.length;
+    const events = started.map((s) => this.startedEvent(s));
+    this.auditing = true;
+    this.pauseClient(PAUSE_AUDIT);
+    this.ctx.events.record(events).then(
+      () => {
+        this.auditing = false;
+        if (this.closed) return;
+        for (let i = 0; i < started.length; i++) this.counters.statements.inc();
+        this.forward(out);
+        this.resumeClient(PAUSE_AUDIT);
+        if (this.reader.buffered > 0) this.processClient();
+      },
+      (err: unknown) => {
+        this.auditing = false;
+        this.auditFailed(err);
+        if (this.closed) return;
+        const alone = queries === 1 && out.length === 1 && this.tracker.pending === 1 && this.tracker.status === 'I';
+        const message = 'the audit log could not record this statement, so it was not run; try again later and tell the Sluice operator';
+        if (!alone) {
+          this.terminate({ code: 'audit_unavailable', sqlstate: '58000', message });
+          return;
+        }
+        this.tracker.withdrawLastQuery();
+        this.statements -= 1;
+        this.client.write(Buffer.concat([errorResponse({ severity: 'ERROR', code: '58000', message }), readyForQuery('I')]));
+        this.resumeClient(PAUSE_AUDIT);
+        if (this.reader.buffered > 0) this.processClient();
+      },
+    );
+  }
+
+  private forward(out: Buffer[]): void {
+    if (out.length === 0 || this.closed) return;
+    if (out.length === 1) this.backend.write(out[0]);
+    else {
+      this.backend.cork();
+      for (const b of out) this.backend.write(b);
+      this.backend.uncork();
+    }
+    if (this.backend.writableNeedDrain) this.pauseClient(PAUSE_BACKPRESSURE);
+  }
+
+  private readonly onBackendData = (chunk: Buffer): void => {
+    this.bytesToClient += chunk.length;
+    this.counters.toClient.inc(chunk.length);
+    try {
+      this.scanner.scan(chunk);
+    } catch (err) {
+      this.ctx.log.error({ session: this.id, err: String(err) }, 'backend sent a malformed message');
+      this.close('backend_protocol_error');
+      return;
+    }
+    if (this.completed.length) {
+      const events = this.completed;
+      this.completed = [];
+      void this.ctx.events.record(events).catch((err) => this.auditFailed(err));
+    }
+    if (!this.client.write(chunk)) this.backend.pause();
+  };
+
+  private readonly onBackendMessage = (type: number, payload: Buffer): void => {
+    let end: StatementEnd | undefined;
+    switch (type) {
+      case BE.CommandComplete:
+        end = this.tracker.commandComplete(parseCommandComplete(payload));
+        break;
+      case BE.EmptyQueryResponse:
+      case BE.PortalSuspended:
+        end = this.tracker.endWithoutTag();
+        break;
+      case BE.ErrorResponse: {
+        const f = parseErrorFields(payload);
+        end = this.tracker.error(f.C ?? 'XX000', f.M ?? '');
+        break;
+      }
+      case BE.ReadyForQuery:
+        for (const e of this.tracker.ready(parseReadyForQuery(payload))) this.completedEvent(e);
+        return;
+    }
+    if (end) this.completedEvent(end);
+  };
+
+  private completedEvent(e: StatementEnd): void {
+    if (e.error) this.counters.errors.inc();
+    this.completed.push(
+      this.event('statement.completed', {
+        statement: e.id,
+        tags: e.tags,
+        rows: e.rows,
+        durationMs: e.durationMs,
+        ...(e.error ? { sqlstate: e.error.sqlstate, error: e.error.message } : {}),
+        ...(e.skipped ? { skipped: true } : {}),
+      }),
+    );
+  }
+
+  private startedEvent(s: StatementStart): AuditEventInput {
+    return this.event('statement.started', {
+      statement: s.id,
+      protocol: s.protocol,
+      text: s.text,
+      ...(s.statementName ? { statementName: s.statementName } : {}),
+      ...(s.portal ? { portal: s.portal } : {}),
+      ...(s.params ? { params: s.params } : {}),
+    });
+  }
+
+  private event(type: AuditEventInput['type'], data: Record<string, unknown>): AuditEventInput {
+    return { type, time: new Date().toISOString(), sessionId: this.id, principal: principalRef(this.principal), resource: this.resource, data };
+  }
+
+  private protocolViolation(err: unknown): void {
+    const pe = err instanceof ProtocolError ? err : undefined;
+    this.terminate({
+      code: pe?.code ?? 'protocol_violation',
+      sqlstate: pe?.sqlstate ?? '08P01',
+      message: pe?.message ?? 'malformed message from the client',
+    });
+  }
+
+  private auditFailed(err: unknown): void {
+    this.ctx.metrics.auditFailures.inc();
+    this.ctx.log.error({ session: this.id, code: err instanceof StoreError ? err.code : 'store_error', err: String(err) }, 'audit write failed');
+  }
+
+  private pauseClient(reason: number): void {
+    this.pauses |= reason;
+    this.client.pause();
+  }
+
+  private resumeClient(reason: number): void {
+    this.pauses &= ~reason;
+    if (this.pauses === 0 && !this.closed) this.client.resume();
+  }
+
+  private close(reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.closeReason === 'client_closed') this.closeReason = reason;
+    clearTimeout(this.endTimer);
+    if (!this.backend.destroyed) this.backend.end(terminateMessage());
+    if (!this.client.destroyed) this.client.end();
+    setTimeout(() => {
+      this.backend.destroy();
+      this.client.destroy();
+    }, 5000).unref();
+    const events = this.completed;
+    this.completed = [];
+    events.push(
+      this.event('session.closed', {
+        reason: this.closeReason,
+        durationMs: Date.now() - this.openedAt.getTime(),
+        bytesFromClient: this.bytesFromClient,
+        bytesToClient: this.bytesToClient,
+        statements: this.statements,
+      }),
+    );
+    void this.ctx.events.record(events).catch((err) => this.auditFailed(err));
+    this.onClosed(this);
+  }
+}

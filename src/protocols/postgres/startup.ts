@@ -1,0 +1,279 @@
+import { randomUUID } from 'node:crypto';
+import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
+import { AuthenticationError, SluiceError } from '../../errors.js';
+import type { AuditEventInput } from '../../events/types.js';
+import { principalRef, type Principal } from '../../identity/principal.js';
+import { decideSession } from '../../policy/index.js';
+import { connectBackend, type BackendConnection, type BackendTarget } from './backend/connect.js';
+import { sendCancel } from './backend/cancel.js';
+import { authenticationCleartextPassword, authenticationOk, backendKeyData, errorResponse, parameterStatus, readyForQuery } from './codec/backend-serializer.js';
+import { ProtocolError } from './codec/errors.js';
+import { FrameReader } from './codec/frame-reader.js';
+import { parsePassword, parseStartupPacket } from './codec/frontend-parser.js';
+import { FE } from './codec/message-types.js';
+import type { CancelKeys } from './cancel-keys.js';
+import type { PostgresAdapterContext } from './context.js';
+import { Incoming } from './incoming.js';
+import { PostgresSession } from './session-relay.js';
+import { checkStartupParams, type StartupRequest } from './startup-params.js';
+import { typeOidsByName } from './type-oids.js';
+
+/** A refusal sent to the client as a FATAL ErrorResponse and recorded as session.refused. */
+class Refusal extends SluiceError {
+  constructor(
+    code: string,
+    readonly sqlstate: string,
+    message: string,
+  ) {
+    super(code, message);
+  }
+}
+
+export interface StartupDeps {
+  readonly ctx: PostgresAdapterContext;
+  readonly cancelKeys: CancelKeys;
+  readonly onSession: (s: PostgresSession) => void;
+  readonly onSessionClosed: (s: PostgresSession) => void;
+}
+
+/**
+ * Runs the startup phase of one client connection: TLS negotiation, the
+ * startup packet, the token as password, authorization, the backend
+ * connection, and Sluice's own AuthenticationOk/BackendKeyData. On success it
+ * hands the connection to a PostgresSession; on failure the client gets a
+ * FATAL ErrorResponse naming the check that failed, never the token.
+ */
+export async function runStartup(raw: Socket, deps: StartupDeps): Promise<void> {
+  const { ctx } = deps;
+  const cfg = ctx.state().config.server.postgres;
+  const reader = new FrameReader({ maxMessageBytes: cfg.max_message_bytes, maxStartupBytes: cfg.max_startup_bytes });
+  const incoming = new Incoming(reader);
+  const clientAddress = `${raw.remoteAddress ?? '?'}:${raw.remotePort ?? 0}`;
+  let socket: Socket = raw;
+  let tls = false;
+  let principal: Principal | undefined;
+  let request: StartupRequest | undefined;
+  let backend: BackendConnection | undefined;
+  incoming.attach(raw);
+  const timer = setTimeout(
+    () => incoming.abort(new Refusal('auth_timeout', '08P01', `authentication did not finish within ${cfg.auth_timeout} s`)),
+    cfg.auth_timeout * 1000,
+  );
+  timer.unref();
+
+  try {
+    let params: Array<[string, string]> | undefined;
+    while (!params) {
+      const packet = parseStartupPacket(await incoming.nextStartup());
+      switch (packet.kind) {
+        case 'ssl': {
+          if (tls) throw new ProtocolError('ssl_request_repeated', 'SSLRequest received inside TLS');
+          if (reader.buffered > 0) {
+            // Bytes behind SSLRequest would be read as if they came through TLS (CVE-2021-23214).
+            throw new ProtocolError('ssl_request_trailing_data', 'data received after SSLRequest before the TLS handshake');
+          }
+          const secureContext = ctx.state().tls;
+          if (!secureContext) {
+            raw.write('N');
+            break;
+          }
+          incoming.detach();
+          raw.write('S');
+          socket = await upgrade(raw, secureContext);
+          tls = true;
+          incoming.attach(socket);
+          break;
+        }
+        case 'gssenc':
+          if (reader.buffered > 0) throw new ProtocolError('gssenc_trailing_data', 'data received after GSSENCRequest');
+          socket.write('N');
+          break;
+        case 'cancel': {
+          const entry = deps.cancelKeys.lookup(packet.pid, packet.secret);
+          if (entry) await sendCancel(entry.target, entry.backendKey).catch(() => undefined);
+          socket.end();
+          return;
+        }
+        case 'startup':
+          params = packet.params;
+          break;
+      }
+    }
+
+    if (!tls && !ctx.state().config.server.postgres.allow_plaintext) {
+      throw new Refusal('tls_required', '28000', 'Sluice accepts tokens only over TLS: connect with sslmode=require (or verify-full)');
+    }
+    const checked = checkStartupParams(params);
+    if (!checked.ok) throw new Refusal(checked.code, checked.sqlstate, checked.message);
+    request = checked.request;
+
+    socket.write(authenticationCleartextPassword());
+    const frame = await incoming.nextFrame();
+    if (frame.type !== FE.Password) throw new ProtocolError('password_expected', 'expected a password message with the token');
+    const token = parsePassword(frame.payload);
+    if (!token) throw new Refusal('token_missing', '28000', 'no token given: pass your identity token as the password (PGPASSWORD)');
+
+    const state = ctx.state();
+    try {
+      principal = await state.authenticator.authenticate(token);
+    } catch (err) {
+      if (err instanceof AuthenticationError) throw new Refusal(err.code, '28000', `authentication failed: ${err.message}`);
+      throw err;
+    }
+    const resource = state.resources.get(request.resource);
+    if (!resource) throw new Refusal('resource_unknown', '3D000', `resource "${request.resource}" does not exist in Sluice`);
+    const decision = decideSession(state.config.policies, {
+      principal,
+      resource: resource.name,
+      grant: request.grant,
+      now: Math.floor(Date.now() / 1000),
+    });
+    if (!decision.allowed) throw new Refusal(decision.code, '42501', decision.message);
+    const credential = state.credentials.get(resource.name)?.get(request.grant);
+    if (!credential) {
+      throw new Refusal('grant_unavailable', '42501', `resource "${resource.name}" has no backend credential for grant ${request.grant}; ask the Sluice operator`);
+    }
+    if (ctx.registry.countForResource(resource.name) >= resource.limits.max_sessions) {
+      throw new Refusal('resource_session_limit', '53300', `resource "${resource.name}" has reached its limit of ${resource.limits.max_sessions} sessions; try again later`);
+    }
+    if (ctx.registry.countForPrincipal(resource.name, principal) >= resource.limits.max_sessions_per_principal) {
+      throw new Refusal(
+        'principal_session_limit',
+        '53300',
+        `you have reached the limit of ${resource.limits.max_sessions_per_principal} sessions on resource "${resource.name}"; close some and try again`,
+      );
+    }
+
+    const target: BackendTarget = {
+      host: resource.upstream.host,
+      port: resource.upstream.port,
+      database: resource.upstream.database,
+      user: credential.user,
+      password: credential.password,
+      tls: { mode: resource.upstream.tls.mode, ca: state.backendCas.get(resource.name), serverName: resource.upstream.tls.server_name },
+      connectTimeoutMs: resource.upstream.connect_timeout * 1000,
+    };
+    const t0 = performance.now();
+    try {
+      backend = await connectBackend(target, request.forwarded);
+    } catch (err) {
+      ctx.log.error({ resource: resource.name, code: (err as SluiceError).code, err: (err as Error).message }, 'backend connection failed');
+      throw new Refusal('backend_unavailable', '08001', `Sluice could not connect to resource "${resource.name}"; try again later or tell the Sluice operator`);
+    }
+    ctx.metrics.backendConnect.labels(resource.name).observe((performance.now() - t0) / 1000);
+
+    const id = randomUUID();
+    const endsAt = decision.endsAt !== undefined ? new Date(decision.endsAt * 1000) : undefined;
+    try {
+      await ctx.events.record([
+        {
+          type: 'session.opened',
+          time: new Date().toISOString(),
+          sessionId: id,
+          principal: principalRef(principal),
+          resource: resource.name,
+          data: {
+            grant: request.grant,
+            policy: decision.policy,
+            groups: principal.groups,
+            clientAddress,
+            tls,
+            applicationName: request.applicationName,
+            tokenExpiresAt: new Date(principal.expiresAt * 1000).toISOString(),
+            ...(endsAt ? { endsAt: endsAt.toISOString() } : {}),
+          },
+        },
+      ]);
+    } catch {
+      ctx.metrics.auditFailures.inc();
+      throw new Refusal('audit_unavailable', '58000', 'the audit log cannot record new sessions right now; try again later and tell the Sluice operator');
+    }
+    clearTimeout(timer);
+    incoming.detach();
+
+    const ourKey = deps.cancelKeys.issue({ target, backendKey: backend.key });
+    const hello: Buffer[] = [authenticationOk()];
+    for (const [name, value] of backend.parameters) hello.push(parameterStatus(name, value));
+    hello.push(backendKeyData(ourKey.pid, ourKey.secret), readyForQuery('I'));
+    socket.write(Buffer.concat(hello));
+
+    const session = new PostgresSession(
+      ctx,
+      {
+        id,
+        principal,
+        resource: resource.name,
+        grant: request.grant,
+        policy: decision.policy,
+        endsAt,
+        clientAddress,
+        tls,
+        applicationName: request.applicationName,
+        client: socket,
+        clientReader: reader,
+        backend,
+        redactTypeOids: typeOidsByName(resource.redact_parameters),
+      },
+      (s) => {
+        deps.cancelKeys.release(ourKey);
+        deps.onSessionClosed(s);
+      },
+    );
+    deps.onSession(session);
+  } catch (err) {
+    clearTimeout(timer);
+    incoming.detach();
+    backend?.socket.destroy();
+    refuse(socket, err, deps, { clientAddress, tls, principal, request });
+  }
+}
+
+function upgrade(raw: Socket, secureContext: import('node:tls').SecureContext): Promise<TLSSocket> {
+  return new Promise((resolveTls, reject) => {
+    const s = new TLSSocket(raw, { isServer: true, secureContext });
+    s.once('secure', () => {
+      s.removeListener('error', reject);
+      resolveTls(s);
+    });
+    s.once('error', reject);
+  });
+}
+
+function refuse(
+  socket: Socket,
+  err: unknown,
+  deps: StartupDeps,
+  at: { clientAddress: string; tls: boolean; principal?: Principal; request?: StartupRequest },
+): void {
+  const { ctx } = deps;
+  let code: string;
+  let sqlstate: string;
+  let message: string;
+  if (err instanceof Refusal) {
+    ({ code, sqlstate, message } = err);
+  } else if (err instanceof ProtocolError) {
+    code = err.code;
+    sqlstate = err.sqlstate;
+    message = err.message;
+  } else {
+    code = 'client_error';
+    sqlstate = '08006';
+    message = 'connection failed';
+    ctx.log.debug({ err: String(err) }, 'connection ended during startup');
+  }
+  ctx.metrics.refusals.labels('postgres', code).inc();
+  if (code !== 'client_disconnected' && code !== 'client_error') {
+    const event: AuditEventInput = {
+      type: 'session.refused',
+      time: new Date().toISOString(),
+      ...(at.principal ? { principal: principalRef(at.principal) } : {}),
+      ...(at.request ? { resource: at.request.resource } : {}),
+      data: { reason: code, message, clientAddress: at.clientAddress, tls: at.tls, ...(at.request ? { grant: at.request.grant } : {}) },
+    };
+    void ctx.events.record([event]).catch(() => ctx.metrics.auditFailures.inc());
+    ctx.log.info({ reason: code, clientAddress: at.clientAddress }, 'connection refused');
+  }
+  if (!socket.destroyed && socket.writable) socket.end(errorResponse({ severity: 'FATAL', code: sqlstate, message }));
+  setTimeout(() => socket.destroy(), 2000).unref();
+}

@@ -1,0 +1,226 @@
+/**
+ * Follows the conversation between client and backend to know which
+ * statement each response belongs to, so every statement gets one
+ * `statement.started` and one `statement.completed`. It is pure: the relay
+ * feeds it parsed messages and emits the events it returns.
+ *
+ * Every Query and every Sync is answered by exactly one ReadyForQuery, so the
+ * tracker keeps a FIFO of such units. Extended-protocol messages before a
+ * Sync form one open unit; the backend may answer them before the Sync
+ * arrives (Flush), so the unit is queued as soon as its first message is.
+ */
+
+export interface StatementStart {
+  readonly id: number;
+  readonly protocol: 'simple' | 'extended';
+  readonly text: string;
+  readonly statementName?: string;
+  readonly portal?: string;
+  readonly params?: readonly (string | null)[];
+}
+
+export interface StatementEnd {
+  readonly id: number;
+  readonly tags: readonly string[];
+  /** Rows affected or returned, summed over command tags; null when no tag carries a count. */
+  readonly rows: number | null;
+  readonly error?: { readonly sqlstate: string; readonly message: string };
+  /** The statement never ran because an earlier message of its unit failed. */
+  readonly skipped?: boolean;
+  readonly durationMs: number;
+}
+
+interface Running {
+  readonly start: StatementStart;
+  readonly t0: number;
+  tags: string[];
+  rows: number | null;
+  error?: { sqlstate: string; message: string };
+  done: boolean;
+}
+
+interface Unit {
+  readonly kind: 'query' | 'extended';
+  readonly statements: Running[];
+  closed: boolean;
+}
+
+interface Prepared {
+  readonly text: string;
+  readonly paramTypes: readonly number[];
+}
+
+export interface TrackerOptions {
+  /** Type OIDs whose bind values are recorded as [redacted]. */
+  readonly redactTypeOids: ReadonlySet<number>;
+  /** Longest recorded parameter value, in characters. */
+  readonly maxParamChars: number;
+  readonly now?: () => number;
+}
+
+const REDACTED = '[redacted]';
+
+export class StatementTracker {
+  private nextId = 1;
+  private readonly units: Unit[] = [];
+  private readonly prepared = new Map<string, Prepared>();
+  private readonly portals = new Map<string, { statement: string; params: (string | null)[] }>();
+  private readonly now: () => number;
+  /** Transaction status from the last ReadyForQuery. */
+  status: 'I' | 'T' | 'E' = 'I';
+
+  constructor(private readonly opts: TrackerOptions) {
+    this.now = opts.now ?? (() => performance.now());
+  }
+
+  /** Units sent to the backend and not yet answered by ReadyForQuery. */
+  get pending(): number {
+    return this.units.length;
+  }
+
+  query(text: string): StatementStart {
+    const start: StatementStart = { id: this.nextId++, protocol: 'simple', text };
+    this.units.push({ kind: 'query', statements: [this.running(start)], closed: true });
+    return start;
+  }
+
+  /** Undoes the last `query` when it was not sent after all. */
+  withdrawLastQuery(): void {
+    const last = this.units[this.units.length - 1];
+    if (last?.kind === 'query') this.units.pop();
+  }
+
+  parse(name: string, text: string, paramTypes: readonly number[]): void {
+    this.openExtended();
+    this.prepared.set(name, { text, paramTypes });
+  }
+
+  bind(portal: string, statement: string, paramFormats: readonly number[], params: readonly (Buffer | null)[]): void {
+    this.openExtended();
+    const types = this.prepared.get(statement)?.paramTypes ?? [];
+    const values = params.map((v, i) => {
+      if (v === null) return null;
+      if (this.opts.redactTypeOids.has(types[i] ?? 0)) return REDACTED;
+      const binary = (paramFormats.length === 1 ? paramFormats[0] : paramFormats[i] ?? 0) === 1;
+      const s = binary ? `\\x${v.subarray(0, this.opts.maxParamChars / 2).toString('hex')}` : v.toString('utf8');
+      return s.length > this.opts.maxParamChars ? `${s.slice(0, this.opts.maxParamChars)}…` : s;
+    });
+    this.portals.set(portal, { statement, params: values });
+  }
+
+  execute(portal: string): StatementStart {
+    const unit = this.openExtended();
+    const bound = this.portals.get(portal);
+    const text = bound ? (this.prepared.get(bound.statement)?.text ?? '') : '';
+    const start: StatementStart = {
+      id: this.nextId++,
+      protocol: 'extended',
+      text,
+      statementName: bound?.statement || undefined,
+      portal: portal || undefined,
+      params: bound?.params,
+    };
+    unit.statements.push(this.running(start));
+    return start;
+  }
+
+  /** Describe, Close and Flush belong to the open unit but start nothing. */
+  other(kind: 'describe' | 'flush' | { close: 'S' | 'P'; name: string }): void {
+    this.openExtended();
+    if (typeof kind === 'object') {
+      if (kind.close === 'S') this.prepared.delete(kind.name);
+      else this.portals.delete(kind.name);
+    }
+  }
+
+  sync(): void {
+    const last = this.units[this.units.length - 1];
+    if (last && last.kind === 'extended' && !last.closed) last.closed = true;
+    else this.units.push({ kind: 'extended', statements: [], closed: true });
+  }
+
+  /** CommandComplete: completes the current statement of the head unit (simple queries collect all tags). */
+  commandComplete(tag: string): StatementEnd | undefined {
+    const unit = this.units[0];
+    if (!unit) return undefined;
+    const rows = rowsOf(tag);
+    if (unit.kind === 'query') {
+      const r = unit.statements[0];
+      r.tags.push(tag);
+      if (rows !== null) r.rows = (r.rows ?? 0) + rows;
+      return undefined;
+    }
+    const r = unit.statements.find((s) => !s.done);
+    if (!r) return undefined;
+    r.tags.push(tag);
+    r.rows = rows;
+    return this.finish(r);
+  }
+
+  /** EmptyQueryResponse or PortalSuspended: the current extended statement ends without a tag. */
+  endWithoutTag(): StatementEnd | undefined {
+    const unit = this.units[0];
+    if (!unit || unit.kind === 'query') return undefined;
+    const r = unit.statements.find((s) => !s.done);
+    return r ? this.finish(r) : undefined;
+  }
+
+  error(sqlstate: string, message: string): StatementEnd | undefined {
+    const unit = this.units[0];
+    if (!unit) return undefined;
+    if (unit.kind === 'query') {
+      unit.statements[0].error = { sqlstate, message };
+      return undefined;
+    }
+    const r = unit.statements.find((s) => !s.done);
+    if (!r) return undefined;
+    r.error = { sqlstate, message };
+    return this.finish(r);
+  }
+
+  /** ReadyForQuery: closes the head unit; returns the statements that end with it. */
+  ready(status: 'I' | 'T' | 'E'): StatementEnd[] {
+    this.status = status;
+    const unit = this.units.shift();
+    if (!unit) return [];
+    const ends: StatementEnd[] = [];
+    for (const r of unit.statements) {
+      if (r.done) continue;
+      ends.push(this.finish(r, unit.kind === 'extended'));
+    }
+    return ends;
+  }
+
+  private openExtended(): Unit {
+    const last = this.units[this.units.length - 1];
+    if (last && last.kind === 'extended' && !last.closed) return last;
+    const unit: Unit = { kind: 'extended', statements: [], closed: false };
+    this.units.push(unit);
+    return unit;
+  }
+
+  private running(start: StatementStart): Running {
+    return { start, t0: this.now(), tags: [], rows: null, done: false };
+  }
+
+  private finish(r: Running, skipped = false): StatementEnd {
+    r.done = true;
+    const end: StatementEnd = {
+      id: r.start.id,
+      tags: r.tags,
+      rows: r.rows,
+      durationMs: Math.round((this.now() - r.t0) * 1000) / 1000,
+      ...(r.error ? { error: r.error } : {}),
+      ...(skipped ? { skipped: true } : {}),
+    };
+    return end;
+  }
+}
+
+/** The row count a command tag carries: `SELECT 5`, `INSERT 0 5`, `UPDATE 3`, `COPY 10`. */
+export function rowsOf(tag: string): number | null {
+  const sp = tag.lastIndexOf(' ');
+  if (sp < 0) return null;
+  const n = Number(tag.slice(sp + 1));
+  return Number.isInteger(n) && n >= 0 ? n : null;
+}

@@ -1,0 +1,192 @@
+import { watch, type FSWatcher } from 'node:fs';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { SqliteAuditStore } from '../audit/sqlite-audit-store.js';
+import { loadConfigFile } from '../config/load.js';
+import type { SluiceConfig } from '../config/schema.js';
+import { EventPipeline } from '../events/pipeline.js';
+import { Keyring } from '../keys/keyring.js';
+import { createLogger, type Logger } from '../observability/log.js';
+import { GatewayMetrics } from '../observability/metrics.js';
+import { decideSession } from '../policy/index.js';
+import { PostgresListener } from '../protocols/postgres/listener.js';
+import { createHttpServer } from '../server/http.js';
+import { SessionRegistry } from '../sessions/registry.js';
+import { buildState, serverTlsPems } from './build-state.js';
+import type { GatewayState } from './state.js';
+
+export interface GatewayOptions {
+  readonly config: SluiceConfig;
+  /** The file the config came from; enables reload (SIGHUP, file watch). */
+  readonly configFile?: string;
+  readonly log?: Logger;
+}
+
+export interface ReloadResult {
+  readonly ok: boolean;
+  readonly error?: string;
+  readonly terminated: number;
+}
+
+/**
+ * The composition root: one store, one event pipeline, one session registry,
+ * the protocol listeners and the HTTP API, all reading the current
+ * GatewayState, which reload swaps as a whole.
+ */
+export class Gateway {
+  readonly log: Logger;
+  readonly metrics = new GatewayMetrics();
+  readonly registry = new SessionRegistry();
+  readonly store: SqliteAuditStore;
+  readonly events: EventPipeline;
+  readonly keyring: Keyring;
+  postgresAddress = { host: '', port: 0 };
+  httpAddress = { host: '', port: 0 };
+  private current: GatewayState;
+  private readonly postgres: PostgresListener;
+  private readonly http: FastifyInstance;
+  private watcher?: FSWatcher;
+  private stopping = false;
+  private reloading: Promise<ReloadResult> | undefined;
+
+  private constructor(private readonly opts: GatewayOptions, state: GatewayState, keyring: Keyring, store: SqliteAuditStore, https?: { cert: string; key: string }) {
+    this.log = opts.log ?? createLogger(opts.config.server.log_level);
+    this.current = state;
+    this.keyring = keyring;
+    this.store = store;
+    this.events = new EventPipeline(store);
+    const ctx = {
+      log: this.log,
+      registry: this.registry,
+      events: this.events,
+      metrics: this.metrics,
+      state: () => this.current,
+    };
+    this.postgres = new PostgresListener(ctx);
+    this.http = createHttpServer({
+      state: () => this.current,
+      store,
+      events: this.events,
+      registry: this.registry,
+      metrics: this.metrics,
+      jwks: () => keyring.jwks(),
+      notReady: () => this.notReady(),
+      https,
+    });
+  }
+
+  static async start(opts: GatewayOptions): Promise<Gateway> {
+    const cfg = opts.config;
+    const keyring = await Keyring.load(cfg.keys, cfg.store.data_dir);
+    const state = await buildState(cfg, keyring);
+    const store = SqliteAuditStore.open({ path: cfg.store.path ?? join(cfg.store.data_dir, 'sluice.db'), synchronous: cfg.store.synchronous });
+    const https = cfg.server.http.tls ? await serverTlsPems(cfg) : undefined;
+    const gw = new Gateway(opts, state, keyring, store, https);
+    try {
+      gw.postgresAddress = await gw.postgres.listen(cfg.server.postgres.listen);
+      const i = cfg.server.http.listen.lastIndexOf(':');
+      await gw.http.listen({ host: cfg.server.http.listen.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(cfg.server.http.listen.slice(i + 1)) });
+      const a = gw.http.server.address();
+      if (typeof a === 'object' && a) gw.httpAddress = { host: a.address, port: a.port };
+    } catch (err) {
+      await gw.stop(0);
+      throw err;
+    }
+    if (cfg.server.postgres.allow_plaintext) {
+      gw.log.warn({ listen: cfg.server.postgres.listen }, 'plaintext PostgreSQL connections are allowed: tokens may cross the network unencrypted; use only on loopback for development');
+    }
+    if (cfg.identity.dev_issuer.enabled) gw.log.warn('the development token issuer is enabled: anyone with access to the data directory can mint tokens');
+    if (opts.configFile && cfg.server.watch_config) gw.watchConfig(opts.configFile);
+    gw.log.info({ postgres: gw.postgresAddress, http: gw.httpAddress }, 'sluice started');
+    return gw;
+  }
+
+  state(): GatewayState {
+    return this.current;
+  }
+
+  /**
+   * Re-reads the config file. A bad file is refused and the old state kept.
+   * Open sessions are re-authorized against the new policies and resources;
+   * those no longer allowed are ended with a FATAL error naming why.
+   */
+  reload(): Promise<ReloadResult> {
+    this.reloading ??= this.doReload().finally(() => (this.reloading = undefined));
+    return this.reloading;
+  }
+
+  private async doReload(): Promise<ReloadResult> {
+    const file = this.opts.configFile;
+    if (!file) return { ok: false, error: 'no config file to reload', terminated: 0 };
+    let next: GatewayState;
+    try {
+      const { config } = loadConfigFile(file);
+      const fixed = (['postgres', 'http'] as const).filter((k) => config.server[k].listen !== this.current.config.server[k].listen);
+      if (fixed.length || config.store.data_dir !== this.current.config.store.data_dir || config.store.path !== this.current.config.store.path) {
+        this.log.warn({ changed: fixed }, 'listen addresses and the store take effect only after a restart');
+      }
+      next = await buildState(config, this.keyring);
+    } catch (err) {
+      const error = (err as Error).message;
+      this.log.error({ err: error }, 'configuration reload refused; the previous configuration stays in effect');
+      await this.events.record([{ type: 'config.rejected', time: new Date().toISOString(), data: { file, error } }]).catch(() => undefined);
+      return { ok: false, error, terminated: 0 };
+    }
+    this.current = next;
+    this.log.level = next.config.server.log_level;
+    let terminated = 0;
+    for (const s of this.registry.list()) {
+      const resource = next.resources.get(s.resource);
+      const decision = resource
+        ? decideSession(next.config.policies, { principal: s.principal, resource: s.resource, grant: s.grant, now: Math.floor(s.openedAt.getTime() / 1000) })
+        : undefined;
+      const credential = next.credentials.get(s.resource)?.get(s.grant);
+      if (decision?.allowed && credential) continue;
+      terminated++;
+      const why = !resource
+        ? `resource "${s.resource}" was removed from the configuration`
+        : !decision?.allowed
+          ? decision?.message ?? 'the policy no longer allows it'
+          : `resource "${s.resource}" no longer has a credential for grant ${s.grant}`;
+      s.terminate({ code: 'reauthorization_failed', sqlstate: '42501', message: `session ended after a configuration reload: ${why}` });
+    }
+    await this.events
+      .record([{ type: 'config.reloaded', time: new Date().toISOString(), data: { file, sessionsTerminated: terminated } }])
+      .catch(() => undefined);
+    this.log.info({ terminated }, 'configuration reloaded');
+    return { ok: true, terminated };
+  }
+
+  private watchConfig(file: string): void {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      this.watcher = watch(file, () => {
+        clearTimeout(timer);
+        timer = setTimeout(() => void this.reload(), 200);
+        timer.unref();
+      });
+      this.watcher.unref();
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'cannot watch the config file; reload with SIGHUP');
+    }
+  }
+
+  private notReady(): string[] {
+    const reasons: string[] = [];
+    if (this.stopping) reasons.push('shutting down');
+    if (!this.store.healthy()) reasons.push('the audit store cannot write');
+    return reasons;
+  }
+
+  /** Graceful shutdown: stop accepting, let sessions finish up to the grace period, flush the store. */
+  async stop(graceSeconds = this.current.config.server.shutdown_grace): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.watcher?.close();
+    await this.postgres.stopAccepting().catch(() => undefined);
+    await this.postgres.drain(graceSeconds * 1000);
+    await this.http.close().catch(() => undefined);
+    await this.store.close();
+    this.log.info('sluice stopped');
+  }
+}

@@ -1,0 +1,69 @@
+import type { GrantName } from '../config/schema.js';
+import type { Principal } from '../identity/principal.js';
+
+/** Why Sluice ends a session; sent to the client as a FATAL error. */
+export interface TerminationReason {
+  readonly code: string;
+  readonly sqlstate: string;
+  readonly message: string;
+}
+
+/** A live session as the rest of Sluice sees it, whatever the protocol. */
+export interface Session {
+  readonly id: string;
+  readonly protocol: 'postgres';
+  readonly principal: Principal;
+  readonly resource: string;
+  readonly grant: GrantName;
+  /** Name of the policy that allowed the session. */
+  readonly policy: string;
+  readonly openedAt: Date;
+  /** When Sluice ends the session (max_session_duration), if bounded. */
+  readonly endsAt?: Date;
+  readonly clientAddress: string;
+  readonly tls: boolean;
+  readonly applicationName?: string;
+  bytesFromClient: number;
+  bytesToClient: number;
+  statements: number;
+  /** Ends the session with a FATAL error to the client and closes the backend connection. */
+  terminate(reason: TerminationReason): void;
+}
+
+export interface SessionSummary {
+  readonly id: string;
+  readonly protocol: string;
+  readonly principal: { issuer: string; subject: string; kind: string; groups: readonly string[] };
+  readonly resource: string;
+  readonly grant: string;
+  readonly policy: string;
+  readonly openedAt: string;
+  readonly endsAt?: string;
+  readonly tokenExpiresAt: string;
+  readonly clientAddress: string;
+  readonly tls: boolean;
+  readonly applicationName?: string;
+  readonly bytesFromClient: number;
+  readonly bytesToClient: number;
+  readonly statements: number;
+}
+
+export function summarize(s: Session): SessionSummary {
+  return {
+    id: s.id,
+    protocol: s.protocol,
+    principal: { issuer: s.principal.issuer, subject: s.principal.subject, kind: s.principal.kind, groups: s.principal.groups },
+    resource: s.resource,
+    grant: s.grant,
+    policy: s.policy,
+    openedAt: s.openedAt.toISOString(),
+    endsAt: s.endsAt?.toISOString(),
+    tokenExpiresAt: new Date(s.principal.expiresAt * 1000).toISOString(),
+    clientAddress: s.clientAddress,
+    tls: s.tls,
+    applicationName: s.applicationName,
+    bytesFromClient: s.bytesFromClient,
+    bytesToClient: s.bytesToClient,
+    statements: s.statements,
+  };
+}
