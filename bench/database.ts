@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chownSync, writeFileSync } from 'node:fs';
+import { chownSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startLocalCluster, type LocalCluster } from '../src/devdb/cluster.js';
 import { generateSelfSigned } from '../src/tls/self-signed.js';
@@ -39,6 +39,7 @@ export interface BenchDatabaseOptions {
 }
 
 export async function startBenchDatabase(opts: BenchDatabaseOptions): Promise<BenchDatabase> {
+  mkdirSync(opts.dir, { recursive: true, mode: 0o755 });
   const tls = await generateSelfSigned();
   const certFile = join(opts.dir, 'tls.crt');
   const keyFile = join(opts.dir, 'tls.key');

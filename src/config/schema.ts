@@ -78,6 +78,9 @@ const store = z.strictObject({
     .enum(['normal', 'full'])
     .default('normal')
     .meta({ description: 'normal: survives a crash of Sluice (WAL). full: also survives power loss, at a measured cost.' }),
+  busy_timeout: duration
+    .default(5)
+    .meta({ description: 'How long a write waits for a lock held by another process before the statement it records is refused.' }),
 });
 
 const keys = z.strictObject({

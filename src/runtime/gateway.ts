@@ -79,7 +79,7 @@ export class Gateway {
     const cfg = opts.config;
     const keyring = await Keyring.load(cfg.keys, cfg.store.data_dir);
     const state = await buildState(cfg, keyring);
-    const store = SqliteAuditStore.open({ path: cfg.store.path ?? join(cfg.store.data_dir, 'sluice.db'), synchronous: cfg.store.synchronous });
+    const store = SqliteAuditStore.open({ path: cfg.store.path ?? join(cfg.store.data_dir, 'sluice.db'), synchronous: cfg.store.synchronous, busyTimeoutMs: cfg.store.busy_timeout * 1000 });
     const https = cfg.server.http.tls ? await serverTlsPems(cfg) : undefined;
     const gw = new Gateway(opts, state, keyring, store, https);
     try {

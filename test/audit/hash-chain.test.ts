@@ -34,7 +34,15 @@ function shuffleKeys(value: unknown, rnd: () => number): unknown {
   if (value === null || typeof value !== 'object') return value;
   const keys = Object.keys(value).sort(() => rnd() - 0.5);
   const out: Record<string, unknown> = {};
-  for (const k of keys) out[k] = shuffleKeys((value as Record<string, unknown>)[k], rnd);
+  for (const k of keys) {
+    // defineProperty, not assignment: an own "__proto__" key must stay a key.
+    Object.defineProperty(out, k, {
+      value: shuffleKeys((value as Record<string, unknown>)[k], rnd),
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  }
   return out;
 }
 
@@ -52,6 +60,12 @@ describe('canonicalJson', () => {
     ).toBe('{"arr":[null,null],"d":"2025-01-02T03:04:05.006Z","i":null,"n":null,"z":0}');
     expect(canonicalJson({ toJSON: () => ({ b: 2, a: 1 }) })).toBe('{"a":1,"b":2}');
     expect(canonicalJson('line\n"quoted"\u2028')).toBe(JSON.stringify('line\n"quoted"\u2028'));
+  });
+
+  it('keeps an own "__proto__" key from parsed JSON as data', () => {
+    const parsed = JSON.parse('{"b":2,"__proto__":{"polluted":true}}') as unknown;
+    expect(canonicalJson(parsed)).toBe('{"__proto__":{"polluted":true},"b":2}');
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
   });
 
   it('refuses BigInt, cycles and bare undefined, and allows shared references', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { GrantName } from '../../src/config/schema.js';
+import type { GrantName, PolicyConfig } from '../../src/config/schema.js';
 import type { Principal } from '../../src/identity/principal.js';
 import { allowedGrants, decideSession, type SessionDecision } from '../../src/policy/index.js';
 import { CI, IDP, NOW, policies, principal } from './fixtures.js';
@@ -170,7 +170,6 @@ describe('decideSession: max_session_duration', () => {
     ['limit shorter than the token', [allowEng('a', '30m')], NOW + 7200, { allowed: true, policy: 'a', endsAt: NOW + 1800 }],
     ['limit longer than the token: the session outlives the token', [allowEng('a', '8h')], NOW + 7200, { allowed: true, policy: 'a', endsAt: NOW + 28_800 }],
     ['a 5-minute CI token under a 1h limit gets the full hour', [allowEng('a', '1h')], NOW + 300, { allowed: true, policy: 'a', endsAt: NOW + 3600 }],
-    ['a limit of 0 ends the session at once', [allowEng('a', 0)], NOW + 7200, { allowed: true, policy: 'a', endsAt: NOW }],
     ['a limit below a second is kept exactly', [allowEng('a', '500ms')], NOW + 7200, { allowed: true, policy: 'a', endsAt: NOW + 0.5 }],
     ['smallest of two limits', [allowEng('a', '1h'), allowEng('b', '10m')], NOW + 7200, { allowed: true, policy: 'b', endsAt: NOW + 600 }],
     ['a policy without a limit does not lift another policy\'s limit', [allowEng('a'), allowEng('b', '10m')], NOW + 7200, { allowed: true, policy: 'b', endsAt: NOW + 600 }],
@@ -192,6 +191,12 @@ describe('decideSession: max_session_duration', () => {
     const d = decideSession(policies(...raw), { principal: principal({ groups: ['eng'], expiresAt }), resource: 'orders', grant: 'read', now: NOW });
     expect(outcome(d)).toEqual(expected);
     if (d.allowed) expect('endsAt' in d).toBe('endsAt' in expected);
+  });
+
+  it('does not re-validate config: a limit of 0, which the config layer rejects, ends the session at once', () => {
+    const zero: PolicyConfig = { name: 'a', effect: 'allow', when: { groups: ['eng'] }, resources: ['orders'], grants: ['read'], max_session_duration: 0 };
+    const d = decideSession([zero], { principal: principal({ groups: ['eng'] }), resource: 'orders', grant: 'read', now: NOW });
+    expect(outcome(d)).toEqual({ allowed: true, policy: 'a', endsAt: NOW });
   });
 });
 
