@@ -19,16 +19,18 @@ export type HashedFields = Pick<
  * undefined/function/symbol).
  */
 export function canonicalJson(value: unknown): string {
-  const text = write(value, '', new Set());
+  if (typeof value === 'string') return JSON.stringify(value);
+  const text = write(value, '', undefined);
   if (text === undefined) throw new TypeError(`canonicalJson: a ${typeof value} has no JSON representation`);
   return text;
 }
 
-function write(input: unknown, key: string, ancestors: Set<object>): string | undefined {
+// `ancestors` is created on the first object, so scalars cost no allocation.
+function write(input: unknown, key: string | number, ancestors: Set<object> | undefined): string | undefined {
   let value = input;
   if (value !== null && (typeof value === 'object' || typeof value === 'bigint')) {
     const toJSON = (value as { toJSON?: unknown }).toJSON;
-    if (typeof toJSON === 'function') value = toJSON.call(value, key);
+    if (typeof toJSON === 'function') value = toJSON.call(value, String(key));
   }
   if (value instanceof Number) value = Number(value);
   else if (value instanceof String) value = String(value);
@@ -49,6 +51,7 @@ function write(input: unknown, key: string, ancestors: Set<object>): string | un
       return undefined;
   }
   if (value === null) return 'null';
+  ancestors ??= new Set();
   if (ancestors.has(value)) throw new TypeError('canonicalJson: value contains a cycle');
   ancestors.add(value);
   let out: string;
@@ -56,7 +59,7 @@ function write(input: unknown, key: string, ancestors: Set<object>): string | un
     out = '[';
     for (let i = 0; i < value.length; i++) {
       if (i > 0) out += ',';
-      out += write(value[i], String(i), ancestors) ?? 'null';
+      out += write(value[i], i, ancestors) ?? 'null';
     }
     out += ']';
   } else {

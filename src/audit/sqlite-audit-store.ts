@@ -95,7 +95,12 @@ export class SqliteAuditStore implements AuditStore {
       );
     }
     const db = openSqlite(opts.path, { synchronous: opts.synchronous, busyTimeoutMs: opts.busyTimeoutMs });
-    return new SqliteAuditStore(db, opts.path, chain);
+    try {
+      return new SqliteAuditStore(db, opts.path, chain);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
   }
 
   private constructor(db: SqliteDatabase, path: string, chain: string) {
@@ -264,8 +269,8 @@ export class SqliteAuditStore implements AuditStore {
       const row = this.headStatement.get(this.chain);
       this.head = row === undefined ? { seq: 0, hash: GENESIS_HASH } : { seq: row.seq, hash: row.hash };
     } catch {
-      // Keep the head we had: the next write re-reads nothing and fails on the
-      // insert trigger if the file moved on, which keeps the store fail-closed.
+      // Keep the head we had. Should the file have moved past it, the insert
+      // trigger refuses the next write, so the store stays fail-closed.
     }
   }
 

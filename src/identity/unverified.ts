@@ -25,7 +25,7 @@ export function peekToken(token: unknown): UnverifiedToken {
     throw malformed(`the token is longer than ${MAX_TOKEN_LENGTH} characters; send an OIDC/JWT access token`);
   }
   if (!COMPACT_JWS.test(token)) {
-    throw malformed('the token is not a JWT (expected three base64url parts separated by dots); send an OIDC/JWT access token, not an ID token or opaque token');
+    throw malformed('the token is not a JWT (expected three base64url parts separated by dots); send a JWT access token (opaque tokens cannot be verified by Sluice)');
   }
   let header: ProtectedHeaderParameters;
   let payload: JWTPayload;

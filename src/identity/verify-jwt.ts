@@ -15,7 +15,7 @@ export interface JwtCheck {
 }
 
 /** Verification never tolerates more than this, whatever the caller asks for. */
-export const MAX_CLOCK_SKEW_SECONDS = 60;
+const MAX_CLOCK_SKEW_SECONDS = 60;
 
 /**
  * Verifies signature and claims against candidate keys (normally one: the

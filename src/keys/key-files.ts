@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { SluiceError } from '../errors.js';
 
 export const SIGNING_KEY_FILE = 'signing-ed25519.pem';
-export const ROOT_SECRET_FILE = 'root.secret';
+const ROOT_SECRET_FILE = 'root.secret';
 const ROOT_SECRET_BYTES = 32;
 
 /** Creates the key directory owner-only, and tightens it if it already exists. */

@@ -112,7 +112,8 @@ describe('psql through Sluice', () => {
     expect(copyOut.stdout.trim().split('\n')).toHaveLength(500);
 
     const running = psql(t, t.url('read'), token, ['-c', 'select pg_sleep(30) /* cancel-me */']);
-    await new Promise((r) => setTimeout(r, 500));
+    await vi.waitFor(() => expect(t.gw.store.query({ types: ['statement.started'], text: 'cancel-me', limit: 1 })).toHaveLength(1), { timeout: 10_000 });
+    await new Promise((r) => setTimeout(r, 200));
     running.child.kill('SIGINT');
     const cancelled = await running;
     expect(cancelled.stderr).toContain('canceling statement due to user request');

@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { decodeProtectedHeader } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configSchema } from '../../src/config/schema.js';
 import { AuthenticationError, ConfigError } from '../../src/errors.js';
@@ -69,7 +70,8 @@ describe('TokenAuthenticator', () => {
     const auth = new TokenAuthenticator({ issuers: [corp({ algorithms: ['RS256', 'ES256'] }), ci()], clockSkewSeconds: 60 });
     const claims = claimsFor(idp.issuer, idp.audience, Math.floor(Date.now() / 1000));
     expect((await authFailure(auth.authenticate(await sign(fixtureKey, claims)))).code).toBe('key_unknown');
-    expect((await authFailure(auth.authenticate(await sign(fixtureKey, claims, { kid: 'test-rs256' })))).code).toBe('key_unknown');
+    const providerKid = decodeProtectedHeader(await idp.clientToken()).kid;
+    expect((await authFailure(auth.authenticate(await sign(fixtureKey, claims, { kid: providerKid })))).code).toBe('key_unknown');
     const corpOnly = new TokenAuthenticator({ issuers: [corp()], clockSkewSeconds: 60 });
     expect((await authFailure(corpOnly.authenticate(await dev.mint({ subject: 'root' })))).code).toBe('issuer_unknown');
   });

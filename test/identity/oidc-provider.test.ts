@@ -75,6 +75,19 @@ describe('tokens from a real OpenID provider', () => {
     expect(p.groups).toEqual(['ci', 'deployers']);
   });
 
+  it('exist for any client id, and for a plain (non-URI) audience', async () => {
+    const plain = await startOidcProvider({ audience: 'sluice' });
+    try {
+      const issuer = new OidcIssuer(issuerConfig({ issuer: plain.issuer, audience: 'sluice' }), { clockSkewSeconds: 60 });
+      const p = await issuer.verify(await plain.clientToken('alice', { groups: ['dba'] }));
+      expect(p).toMatchObject({ subject: 'alice', groups: ['dba'] });
+      expect(p.claims.aud).toBe('sluice');
+      expect((await issuer.verify(await plain.clientToken('bob'))).groups).toEqual([]);
+    } finally {
+      await plain.stop();
+    }
+  });
+
   it('are refused once the provider is gone and no keys are cached', async () => {
     const other = await startOidcProvider();
     const token = await other.clientToken();

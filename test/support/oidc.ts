@@ -1,23 +1,30 @@
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPair, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { promisify } from 'node:util';
+
+const generateKeyPairAsync = promisify(generateKeyPair);
 
 /**
  * A real OpenID provider (oidc-provider 9) in this process, on 127.0.0.1 and
  * a random port, issuing client-credentials access tokens as RS256 JWTs whose
- * `aud` is the configured resource indicator.
+ * `aud` is `audience` (also the resource indicator when it is an absolute URI).
  *
  * Clients (client_secret_basic, secret = `<id>-secret`):
  *   ci-pipeline   groups ["ci", "deployers"]
  *   reporting     groups ["analysts"]
- * `clientToken(id, extraClaims)` adds claims (for example `groups`) to one
- * token; they override the client's defaults but never iss/sub/aud/exp.
+ *   any other id  no groups: every client id exists, so a test can mint a
+ *                 token for subject "alice" with clientToken('alice')
+ * The token's `sub` is the client id. `clientToken(id, extraClaims)` adds
+ * claims (for example `groups`) to one token; they override the client's
+ * default groups but never iss/sub/aud/exp.
  */
 export interface TestOidcProvider {
   readonly issuer: string;
   readonly audience: string;
   readonly jwksUri: string;
   readonly clients: Readonly<Record<string, { secret: string; groups: string[] }>>;
+  /** A fresh access token for the client (default ci-pipeline), `aud` = audience. */
   clientToken(clientId?: string, extraClaims?: Record<string, unknown>): Promise<string>;
   stop(): Promise<void>;
 }
@@ -30,12 +37,11 @@ const CLIENTS: Record<string, { secret: string; groups: string[] }> = {
 /** Carries per-token extra claims from clientToken to extraTokenClaims without a custom protocol parameter. */
 const EXTRA_CLAIMS_HEADER = 'x-test-extra-claims';
 
-/** The one RSA key, generated once per test process: RSA keygen is the slowest part of a start. */
-let signingJwk: Record<string, unknown> | undefined;
+const secretOf = (clientId: string): string => CLIENTS[clientId]?.secret ?? `${clientId}-secret`;
 
 /**
  * Per-provider in-memory storage. oidc-provider has a built-in one too, but
- * it warns on every start; this one is all a test run needs.
+ * it warns on every start; this one also answers for any client id.
  */
 function memoryAdapter(): new (model: string) => object {
   const store = new Map<string, { payload: Record<string, unknown>; expiresAt?: number }>();
@@ -54,6 +60,7 @@ function memoryAdapter(): new (model: string) => object {
       store.set(`${this.model}:${id}`, { payload, expiresAt: expiresIn ? Date.now() + expiresIn * 1000 : undefined });
     }
     async find(id: string) {
+      if (this.model === 'Client') return clientMetadata(id);
       return read(`${this.model}:${id}`);
     }
     async findByUserCode() {
@@ -75,6 +82,17 @@ function memoryAdapter(): new (model: string) => object {
   };
 }
 
+function clientMetadata(clientId: string): Record<string, unknown> {
+  return {
+    client_id: clientId,
+    client_secret: secretOf(clientId),
+    grant_types: ['client_credentials'],
+    redirect_uris: [],
+    response_types: [],
+    token_endpoint_auth_method: 'client_secret_basic',
+  };
+}
+
 interface ProviderContext {
   get(header: string): string;
   oidc: { client?: { clientId: string } };
@@ -82,15 +100,16 @@ interface ProviderContext {
 
 export async function startOidcProvider(opts: { audience?: string } = {}): Promise<TestOidcProvider> {
   const audience = opts.audience ?? 'urn:sluice:test';
-  if (!URL.parse(audience)) throw new Error(`audience ${audience} must be an absolute URI (it is the resource indicator)`);
-  signingJwk ??= { ...generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' }), use: 'sig', alg: 'RS256', kid: 'test-rs256' };
+  // Resource indicators must be absolute URIs; a plain audience such as "sluice" gets a URN indicator and stays the aud.
+  const resource = URL.parse(audience) ? audience : `urn:sluice-test:${encodeURIComponent(audience)}`;
+  const { privateKey } = await generateKeyPairAsync('rsa', { modulusLength: 2048 });
+  const signingJwk = { ...privateKey.export({ format: 'jwk' }), use: 'sig', alg: 'RS256', kid: `rs256-${randomBytes(4).toString('hex')}` };
 
   let handler: (req: IncomingMessage, res: ServerResponse) => void = (_req, res) => {
     res.statusCode = 503;
     res.end();
   };
   const server = createServer((req, res) => handler(req, res));
-  server.keepAliveTimeout = 1000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => resolve());
@@ -103,14 +122,7 @@ export async function startOidcProvider(opts: { audience?: string } = {}): Promi
   const { default: Provider } = (await import(moduleName)) as { default: new (issuer: string, config: unknown) => { callback(): typeof handler } };
   const provider = new Provider(issuer, {
     adapter: memoryAdapter(),
-    clients: Object.entries(CLIENTS).map(([id, c]) => ({
-      client_id: id,
-      client_secret: c.secret,
-      grant_types: ['client_credentials'],
-      redirect_uris: [],
-      response_types: [],
-      token_endpoint_auth_method: 'client_secret_basic',
-    })),
+    clients: Object.keys(CLIENTS).map(clientMetadata),
     jwks: { keys: [signingJwk] },
     cookies: { keys: ['test-cookie-key'] },
     ttl: { ClientCredentials: 600 },
@@ -119,10 +131,10 @@ export async function startOidcProvider(opts: { audience?: string } = {}): Promi
       clientCredentials: { enabled: true },
       resourceIndicators: {
         enabled: true,
-        defaultResource: () => audience,
+        defaultResource: () => resource,
         useGrantedResource: () => true,
-        getResourceServerInfo: (_ctx: unknown, resource: string) => {
-          if (resource !== audience) throw new Error(`unknown resource ${resource}`);
+        getResourceServerInfo: (_ctx: unknown, indicator: string) => {
+          if (indicator !== resource) throw new Error(`unknown resource ${indicator}`);
           return { scope: '', audience, accessTokenFormat: 'jwt', accessTokenTTL: 600, jwt: { sign: { alg: 'RS256' } } };
         },
       },
@@ -143,17 +155,16 @@ export async function startOidcProvider(opts: { audience?: string } = {}): Promi
     jwksUri: `${issuer}/jwks`,
     clients: CLIENTS,
     async clientToken(clientId = 'ci-pipeline', extraClaims) {
-      const client = CLIENTS[clientId];
-      if (!client) throw new Error(`unknown test client ${clientId}; use one of ${Object.keys(CLIENTS).join(', ')}`);
+      const credentials = `${encodeURIComponent(clientId)}:${encodeURIComponent(secretOf(clientId))}`;
       const headers: Record<string, string> = {
-        authorization: `Basic ${Buffer.from(`${clientId}:${client.secret}`).toString('base64')}`,
+        authorization: `Basic ${Buffer.from(credentials).toString('base64')}`,
         'content-type': 'application/x-www-form-urlencoded',
       };
       if (extraClaims) headers[EXTRA_CLAIMS_HEADER] = Buffer.from(JSON.stringify(extraClaims)).toString('base64url');
       const res = await fetch(tokenEndpoint, {
         method: 'POST',
         headers,
-        body: new URLSearchParams({ grant_type: 'client_credentials', resource: audience }),
+        body: new URLSearchParams({ grant_type: 'client_credentials', resource }),
       });
       const body = (await res.json()) as { access_token?: string; error?: string; error_description?: string };
       if (!res.ok || !body.access_token) throw new Error(`token request failed: HTTP ${res.status} ${body.error ?? ''} ${body.error_description ?? ''}`);

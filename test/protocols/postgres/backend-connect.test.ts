@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
+import { createServer, Socket, type Server } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { testPostgres, type TestRole } from '../../support/pg-env.js';
 import { freePort } from '../../../src/devdb/free-port.js';
@@ -50,7 +50,7 @@ async function failure(p: Promise<unknown>): Promise<BackendError> {
 }
 
 /** Reads messages from a handed-over connection until ReadyForQuery. */
-export function untilReady(conn: BackendConnection): Promise<Frame[]> {
+function untilReady(conn: BackendConnection): Promise<Frame[]> {
   const reader = new FrameReader({ maxMessageBytes: 1 << 20, maxStartupBytes: 10_000 });
   reader.push(conn.pending);
   const frames: Frame[] = [];
@@ -95,7 +95,8 @@ describe('connectBackend', () => {
     expect(c.key.pid).toBeGreaterThan(0);
     expect(c.pending.length).toBe(0);
     expect(c.socket.isPaused()).toBe(true);
-    for (const ev of ['data', 'error', 'close', 'end']) expect(c.socket.listenerCount(ev)).toBe(0);
+    const fresh = new Socket();
+    for (const ev of ['data', 'error', 'close', 'end', 'timeout']) expect(c.socket.listenerCount(ev)).toBe(fresh.listenerCount(ev));
 
     c.socket.write(query('select count(*) from customers'));
     const frames = await untilReady(c);
@@ -219,6 +220,7 @@ describe('connectBackend', () => {
     const port = await listen((s) => {
       s.on('error', () => {});
       s.on('close', () => closed());
+      s.resume();
     });
     const err = await failure(connectBackend(target(env.roles.reader, { port, connectTimeoutMs: 300, tls: { mode } }), {}));
     expect(err.code).toBe('backend_timeout');
