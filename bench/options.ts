@@ -39,11 +39,12 @@ export const FULL_DEFAULTS = {
   scale: 10,
 } as const;
 
-/** About a minute: one repetition of short measurements, same sizes otherwise. */
+/** About a minute: one repetition of short measurements and fewer idle sessions. */
 export const QUICK_DEFAULTS = {
   ...FULL_DEFAULTS,
-  durationS: 2,
+  durationS: 1,
   reps: 1,
+  idleSessions: 300,
 } as const;
 
 export function parseScenarios(text: string): ScenarioId[] {

@@ -95,13 +95,11 @@ export function buildTable(
         (b) => targets.some((t) => t.name === b && !t.unavailable) && (b !== 'sluice-none' || sluiceRows > 1),
       )
     : [];
+  const rowTarget = (t: Target) => ({ name: t.name, label: t.label, kind: t.kind, layers: t.sluice?.layers });
   for (const v of variants) {
     for (const t of targets) {
-      const target = { name: t.name, label: t.label, kind: t.kind, layers: t.sluice?.layers };
-      if (t.unavailable) {
-        rows.push({ variant: v.labels, target, status: `unavailable: ${t.unavailable}`, ratios: {} });
-        continue;
-      }
+      if (t.unavailable) continue;
+      const target = rowTarget(t);
       const cell = cells.get(cellKey(spec.measurement.id, v.key, t.name)) ?? { samples: [], errors: [] };
       if (cell.samples.length === 0) {
         rows.push({ variant: v.labels, target, status: cell.errors.length ? `failed: ${cell.errors[0]}` : 'not run', ratios: {} });
@@ -120,11 +118,17 @@ export function buildTable(
       rows.push({ variant: v.labels, target, metrics, status, ratios });
     }
   }
+  // One row per unavailable target, not one per variant: the reason is the same for all.
+  const variantColumns = variants.length ? Object.keys(variants[0].labels) : [];
+  for (const t of targets.filter((x) => x.unavailable)) {
+    const all = Object.fromEntries(variantColumns.map((c) => [c, 'all']));
+    rows.push({ variant: all, target: rowTarget(t), status: `unavailable: ${t.unavailable}`, ratios: {} });
+  }
   return {
     scenario: spec.scenario,
     title: spec.title,
     description: spec.describe(opts),
-    variantColumns: variants.length ? Object.keys(variants[0].labels) : [],
+    variantColumns,
     metrics: spec.metrics,
     ratio: spec.ratio,
     ratioBases,

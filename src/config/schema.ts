@@ -79,8 +79,11 @@ const store = z.strictObject({
     .default('normal')
     .meta({ description: 'normal: survives a crash of Sluice (WAL). full: also survives power loss, at a measured cost.' }),
   busy_timeout: duration
-    .default(5)
-    .meta({ description: 'How long a write waits for a lock held by another process before the statement it records is refused.' }),
+    .default(1)
+    .meta({
+      description:
+        'How long a write waits for a lock held by another process before the statement it records is refused. The wait blocks the gateway, so keep it short.',
+    }),
 });
 
 const keys = z.strictObject({

@@ -17,7 +17,7 @@ export class CancelKeys {
   issue(entry: CancelEntry): { pid: number; secret: number } {
     for (;;) {
       const key = { pid: randomInt(1, 2 ** 31 - 1), secret: randomInt(-(2 ** 31), 2 ** 31 - 1) };
-      const k = `${key.pid}:${key.secret}`;
+      const k = keyOf(key.pid, key.secret);
       if (!this.entries.has(k)) {
         this.entries.set(k, entry);
         return key;
@@ -26,10 +26,15 @@ export class CancelKeys {
   }
 
   lookup(pid: number, secret: number): CancelEntry | undefined {
-    return this.entries.get(`${pid}:${secret}`);
+    return this.entries.get(keyOf(pid, secret));
   }
 
   release(key: { pid: number; secret: number }): void {
-    this.entries.delete(`${key.pid}:${key.secret}`);
+    this.entries.delete(keyOf(key.pid, key.secret));
   }
+}
+
+/** The wire carries both as 32-bit fields; compare them as unsigned whatever sign a parser gave them. */
+function keyOf(pid: number, secret: number): string {
+  return `${pid >>> 0}:${secret >>> 0}`;
 }

@@ -91,8 +91,15 @@ export async function runStartup(raw: Socket, deps: StartupDeps): Promise<void> 
           break;
         case 'cancel': {
           const entry = deps.cancelKeys.lookup(packet.pid, packet.secret);
-          if (entry) await sendCancel(entry.target, entry.backendKey).catch(() => undefined);
+          clearTimeout(timer);
+          incoming.detach();
           socket.end();
+          if (!entry) {
+            ctx.metrics.refusals.labels('postgres', 'cancel_key_unknown').inc();
+            ctx.log.debug({ clientAddress }, 'cancel request with an unknown key ignored');
+            return;
+          }
+          await sendCancel(entry.target, entry.backendKey).catch((err: Error) => ctx.log.warn({ err: err.message }, 'cancel request to the backend failed'));
           return;
         }
         case 'startup':

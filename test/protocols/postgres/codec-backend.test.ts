@@ -76,7 +76,7 @@ describe('backend serializer, read back by our parser and by pg', () => {
     expect(parseBackendKeyData(payloadOf(backendKeyData(31337, 0xfedcba98)))).toEqual({ pid: 31337, secret: 0xfedcba98 });
     expect(parseBackendKeyData(payloadOf(backendKeyData(1, -2)))).toEqual({ pid: 1, secret: 0xfffffffe });
     for (const s of ['I', 'T', 'E'] as const) expect(parseReadyForQuery(payloadOf(readyForQuery(s)))).toBe(s);
-    const [ps, key, rfq] = pgParse(parameterStatus('TimeZone', 'UTC'), backendKeyData(7, 9), readyForQuery('T')) as Array<Record<string, unknown>>;
+    const [ps, key, rfq] = pgParse(parameterStatus('TimeZone', 'UTC'), backendKeyData(7, 9), readyForQuery('T')) as unknown as Array<Record<string, unknown>>;
     expect(ps).toMatchObject({ parameterName: 'TimeZone', parameterValue: 'UTC' });
     expect(key).toMatchObject({ processID: 7, secretKey: 9 });
     expect(rfq).toMatchObject({ status: 'T' });
@@ -93,7 +93,7 @@ describe('backend serializer, read back by our parser and by pg', () => {
       D: 'exp was 5 minutes ago',
       H: 'run sluice login',
     });
-    const [e] = pgParse(msg) as Array<Record<string, unknown>>;
+    const [e] = pgParse(msg) as unknown as Array<Record<string, unknown>>;
     expect(e).toMatchObject({ severity: 'FATAL', code: '28000', message: 'token expired', detail: 'exp was 5 minutes ago', hint: 'run sluice login' });
     expect(parseErrorFields(payloadOf(errorResponse({ severity: 'ERROR', code: '42501', message: 'denied' })))).toEqual({
       S: 'ERROR',
