@@ -34,6 +34,7 @@ export function parseArgs(argv: readonly string[], repoRoot: string): BenchOptio
     .option('--scale <n>', `pgbench scale (default ${FULL_DEFAULTS.scale})`, positiveInt('scale'))
     .option('--quick', 'about a minute: one repetition of short runs')
     .option('--no-build', 'do not run npm run build before starting Sluice')
+    .option('--cpu-prof <dir>', 'profile each Sluice process (node --cpu-prof) into <dir>/<configuration>')
     .option('--write [file]', 'also write the report as Markdown (default docs/BENCHMARKS.md)')
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
@@ -53,10 +54,12 @@ export function parseArgs(argv: readonly string[], repoRoot: string): BenchOptio
     quick?: boolean;
     build: boolean;
     write?: string | boolean;
+    cpuProf?: string;
   }>();
   const d = o.quick ? QUICK_DEFAULTS : FULL_DEFAULTS;
   const transports: Transport[] = o.tls === 'both' ? ['plain', 'tls'] : o.tls === 'on' ? ['tls'] : ['plain'];
   const protocols: Protocol[] = o.protocol === 'both' ? ['simple', 'prepared'] : [o.protocol];
+  const abs = (f: string) => (isAbsolute(f) ? f : join(process.cwd(), f));
   const writeFile = o.write === undefined || o.write === false ? undefined : o.write === true ? join(repoRoot, 'docs', 'BENCHMARKS.md') : o.write;
   return {
     scenarios: parseScenarios(o.scenarios),
@@ -72,7 +75,8 @@ export function parseArgs(argv: readonly string[], repoRoot: string): BenchOptio
     scale: o.scale ?? d.scale,
     build: o.build,
     quick: Boolean(o.quick),
-    writeFile: writeFile && !isAbsolute(writeFile) ? join(process.cwd(), writeFile) : writeFile,
+    writeFile: writeFile && abs(writeFile),
+    cpuProfDir: o.cpuProf && abs(o.cpuProf),
     command: commandLine(argv),
   };
 }

@@ -25,6 +25,8 @@ export interface BenchOptions {
   readonly quick: boolean;
   /** Where `--write` puts the report; undefined: stdout only. */
   readonly writeFile?: string;
+  /** Profile each Sluice process with node --cpu-prof into <dir>/<configuration>. */
+  readonly cpuProfDir?: string;
   /** The command line as typed, for the report. */
   readonly command: string;
 }

@@ -241,6 +241,7 @@ async function startSluiceTargets(
         httpPort: env.httpPort,
         backendPassword: db.roles.read.password,
         database: db.database,
+        cpuProfDir: opts.cpuProfDir ? join(opts.cpuProfDir, c.name) : undefined,
       });
     } catch (err) {
       const reason = (err as Error).message.split('\n')[0];

@@ -76,7 +76,6 @@ function startSession(socket: Socket, target: BackendTarget, params: Record<stri
   let authenticated = false;
   let scram: ScramClient | undefined;
   let busy = false;
-  let finished = false;
 
   // user and database come last so that client-supplied params can never replace them.
   socket.write(startupMessage({ ...params, user: target.user, database: target.database }));
@@ -89,51 +88,54 @@ function startSession(socket: Socket, target: BackendTarget, params: Record<stri
     return target.password;
   };
 
-  /** Returns true on ReadyForQuery. */
-  const handle = async (frame: Frame): Promise<boolean> => {
+  /**
+   * 'ready' on ReadyForQuery, a promise while SCRAM derives its keys.
+   * Synchronous otherwise, so an ErrorResponse is reported before the close
+   * that follows it.
+   */
+  const handle = (frame: Frame): 'ready' | Promise<void> | undefined => {
     switch (frame.type) {
       case BE.ErrorResponse:
         throw fromErrorResponse(who, parseErrorFields(frame.payload), target.password);
       case BE.NoticeResponse:
       case BE.NegotiateProtocolVersion:
-        return false;
+        return undefined;
       case BE.Authentication:
         if (authenticated) throw protocolError(who, 'sent an authentication request after AuthenticationOk');
-        await authenticate(frame.payload);
-        return false;
+        return authenticate(frame.payload);
     }
     if (!authenticated) throw protocolError(who, `sent message type 0x${frame.type.toString(16)} before authentication completed`);
     switch (frame.type) {
       case BE.ParameterStatus: {
         const [name, value] = parseParameterStatus(frame.payload);
         parameters.set(name, value);
-        return false;
+        return undefined;
       }
       case BE.BackendKeyData:
         key = parseBackendKeyData(frame.payload);
-        return false;
+        return undefined;
       case BE.ReadyForQuery:
-        return true;
+        return 'ready';
       default:
         throw protocolError(who, `sent unexpected message type 0x${frame.type.toString(16)} during startup`);
     }
   };
 
-  const authenticate = async (payload: Buffer): Promise<void> => {
+  const authenticate = (payload: Buffer): Promise<void> | undefined => {
     const req = parseAuthentication(payload);
     switch (req.code) {
       case AUTH.Ok:
         if (scram && !scram.verified) throw authFailed('the server skipped the SCRAM server signature, so it did not prove it knows the password');
         authenticated = true;
-        return;
+        return undefined;
       case AUTH.CleartextPassword:
         authMethod = 'cleartext';
         socket.write(passwordMessage(needPassword()));
-        return;
+        return undefined;
       case AUTH.MD5Password:
         authMethod = 'md5';
         socket.write(passwordMessage(md5Password(target.user, needPassword(), req.salt!)));
-        return;
+        return undefined;
       case AUTH.SASL: {
         const mechanisms = req.mechanisms!;
         if (!mechanisms.includes(SCRAM_SHA_256)) {
@@ -148,16 +150,18 @@ function startSession(socket: Socket, target: BackendTarget, params: Record<stri
         authMethod = 'scram-sha-256';
         scram = new ScramClient({ password: needPassword() });
         socket.write(saslInitialResponse(SCRAM_SHA_256, scram.clientFirst()));
-        return;
+        return undefined;
       }
-      case AUTH.SASLContinue:
+      case AUTH.SASLContinue: {
         if (!scram) throw protocolError(who, 'sent SASLContinue without SASL');
-        socket.write(saslResponse(await scram.clientFinal(req.data!)));
-        return;
+        return scram.clientFinal(req.data!).then((final) => {
+          socket.write(saslResponse(final));
+        });
+      }
       case AUTH.SASLFinal:
         if (!scram) throw protocolError(who, 'sent SASLFinal without SASL');
         scram.verifyServerFinal(req.data!);
-        return;
+        return undefined;
       default:
         throw authFailed(
           `the server asks for an authentication method Sluice does not support as a client (code ${req.code}: Kerberos, GSSAPI or SSPI); configure scram-sha-256 for this role in pg_hba.conf`,
@@ -168,22 +172,29 @@ function startSession(socket: Socket, target: BackendTarget, params: Record<stri
   return socketStep<Session>(socket, signal, {
     data: (chunk, ok, fail) => {
       reader.push(chunk);
-      const pump = async (): Promise<void> => {
-        if (busy || finished) return;
-        busy = true;
+      const pump = (): void => {
+        if (busy || socket.destroyed) return;
         try {
           for (let frame = reader.next(); frame; frame = reader.next()) {
-            if (await handle(frame)) {
-              finished = true;
-              ok({ parameters, key, authMethod, pending: reader.drain() });
+            const step = handle(frame);
+            if (step === 'ready') return ok({ parameters, key, authMethod, pending: reader.drain() });
+            if (step) {
+              busy = true;
+              step.then(
+                () => {
+                  busy = false;
+                  pump();
+                },
+                (err: unknown) => fail(mapError(who, err)),
+              );
               return;
             }
           }
-        } finally {
-          busy = false;
+        } catch (err) {
+          fail(mapError(who, err));
         }
       };
-      pump().catch((err: unknown) => fail(mapError(who, err)));
+      pump();
     },
     closed: () =>
       new BackendError(
