@@ -44,7 +44,7 @@ export const scenario1: TableSpec = {
   scenario: 1,
   title: 'pgbench -S (select only)',
   measurement: selectOnly,
-  describe: (o) => `pgbench -S, ${o.clients} clients, ${o.threads} threads, ${o.durationS} s per run, scale ${o.scale}, simple and prepared protocol.`,
+  describe: (o) => `pgbench -S, ${o.clients} clients, ${o.threads} threads, ${o.durationS} s per run, scale ${o.scale}, ${o.protocols.join(' and ')} protocol.`,
   metrics,
   ratio: { metric: 'tps', higherIsBetter: true },
   includes: (t) => t.kind === 'direct' || t.kind === 'pgbouncer' || inScenario(t, 1),

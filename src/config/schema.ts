@@ -13,8 +13,12 @@ const duration = z
   .refine((v) => parseDuration(v) !== undefined, {
     message: 'expected a duration such as 30, "30s", "15m", "8h" or "1d"',
   })
-  .transform((v) => parseDuration(v) as number)
-  .meta({ description: 'Seconds as a number, or a string with a unit: ms, s, m, h, d.' });
+  .transform((v) => parseDuration(v) as number);
+
+/** A duration key: seconds, or a string with a unit (ms, s, m, h, d). The default shows in the JSON Schema too. */
+function durationKey(def: number | string, description: string) {
+  return duration.default(def as never).meta({ description: `${description} Duration: seconds, or "500ms", "30s", "15m", "8h", "1d".`, durationDefault: def });
+}
 
 /** `${env:NAME}` or `${file:/path}`: secrets are references, never inline values. */
 export const SECRET_REF = /^\$\{(env|file):([^}]+)\}$/;
@@ -41,7 +45,7 @@ const tlsFiles = z.strictObject({
 });
 
 const postgresListener = z.strictObject({
-  listen: hostPort.default('127.0.0.1:6432'),
+  listen: hostPort.default('127.0.0.1:6432').meta({ description: 'host:port of the PostgreSQL listener.' }),
   allow_plaintext: z
     .boolean()
     .default(false)
@@ -49,14 +53,20 @@ const postgresListener = z.strictObject({
       description:
         'Accept connections without TLS. Only allowed on a loopback listen address, for development; Sluice logs a warning.',
     }),
-  max_startup_bytes: z.number().int().min(64).max(1_048_576).default(10_000),
-  max_message_bytes: z.number().int().min(1024).max(1_073_741_824).default(64 * 1024 * 1024),
-  auth_timeout: duration.default(10),
-  max_unauthenticated: z.number().int().min(1).default(256),
+  max_startup_bytes: z.number().int().min(64).max(1_048_576).default(10_000).meta({ description: 'Largest startup packet accepted before authentication.' }),
+  max_message_bytes: z
+    .number()
+    .int()
+    .min(1024)
+    .max(1_073_741_824)
+    .default(64 * 1024 * 1024)
+    .meta({ description: 'Largest client message (a query, a Bind, a CopyData frame); larger ones end the session with SQLSTATE 54000.' }),
+  auth_timeout: durationKey(10, 'Time a client has from connecting to finishing authentication.'),
+  max_unauthenticated: z.number().int().min(1).default(256).meta({ description: 'Connections allowed to be authenticating at once; more are refused with SQLSTATE 53300.' }),
 });
 
 const httpListener = z.strictObject({
-  listen: hostPort.default('127.0.0.1:8080'),
+  listen: hostPort.default('127.0.0.1:8080').meta({ description: 'host:port of the HTTP listener (API, health, metrics, JWKS).' }),
   tls: z.boolean().default(false).meta({ description: 'Serve the HTTP API over the server TLS certificate.' }),
 });
 
@@ -65,25 +75,23 @@ const server = z.strictObject({
   postgres: postgresListener.prefault({}),
   http: httpListener.prefault({}),
   tls: tlsFiles.prefault({}),
-  shutdown_grace: duration.default(30),
-  log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  shutdown_grace: durationKey(30, 'On SIGTERM/SIGINT, how long open sessions may run before they are ended.'),
+  log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').meta({ description: 'Structured JSON log level.' }),
   watch_config: z.boolean().default(true).meta({ description: 'Reload when the config file changes (SIGHUP always reloads).' }),
 });
 
 const store = z.strictObject({
-  type: z.literal('sqlite').default('sqlite'),
+  type: z.literal('sqlite').default('sqlite').meta({ description: 'Store implementation; sqlite is the embedded default.' }),
   data_dir: z.string().default('./sluice-data').meta({ description: 'Directory for the store, keys and recordings.' }),
   path: z.string().optional().meta({ description: 'SQLite file; default <data_dir>/sluice.db.' }),
   synchronous: z
     .enum(['normal', 'full'])
     .default('normal')
     .meta({ description: 'normal: survives a crash of Sluice (WAL). full: also survives power loss, at a measured cost.' }),
-  busy_timeout: duration
-    .default(1)
-    .meta({
-      description:
-        'How long a write waits for a lock held by another process before the statement it records is refused. The wait blocks the gateway, so keep it short.',
-    }),
+  busy_timeout: durationKey(
+    1,
+    'How long a write waits for a lock held by another process before the statement it records is refused. The wait blocks the gateway, so keep it short.',
+  ),
 });
 
 const keys = z.strictObject({
@@ -93,56 +101,63 @@ const keys = z.strictObject({
 });
 
 const issuer = z.strictObject({
-  name: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, { message: 'expected a lowercase name: letters, digits, - and _' }),
+  name: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9_-]*$/, { message: 'expected a lowercase name: letters, digits, - and _' })
+    .meta({ description: 'Short name; also the default group prefix ("corp:") when several issuers are configured.' }),
   issuer: z.url().meta({ description: 'Exact issuer URL; compared byte for byte with the token iss.' }),
-  audience: z.string().min(1),
+  audience: z.string().min(1).meta({ description: 'Required aud value.' }),
   jwks_uri: z.url().optional().meta({ description: 'Explicit JWKS URL; default: from OpenID discovery.' }),
   algorithms: z
     .array(z.enum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']))
     .min(1)
-    .default(['RS256']),
-  groups_claim: z.string().default('groups'),
+    .default(['RS256'])
+    .meta({ description: 'Allowed signature algorithms; never taken from the token. none and HS* are not accepted.' }),
+  groups_claim: z.string().default('groups').meta({ description: 'Claim holding the groups (list, or space/comma separated string); a dotted path reaches nested claims.' }),
   group_prefix: z.string().optional().meta({ description: 'Prefix for groups; default "<name>:" when more than one issuer is configured.' }),
-  kind: z.enum(['person', 'machine']).default('person'),
-  jwks_cache: duration.default(600),
-  jwks_cooldown: duration.default(30).meta({ description: 'Least time between JWKS refetches on an unknown kid.' }),
-  http_timeout: duration.default(5),
+  kind: z.enum(['person', 'machine']).default('person').meta({ description: 'Kind of the principals this issuer vouches for.' }),
+  jwks_cache: durationKey(600, 'How long fetched keys are trusted before they are fetched again.'),
+  jwks_cooldown: durationKey(30, 'Least time between JWKS refetches on an unknown kid.'),
+  http_timeout: durationKey(5, 'Timeout for discovery and JWKS requests.'),
 });
 
 const devIssuer = z.strictObject({
   enabled: z.boolean().default(false).meta({ description: 'Built-in development token issuer (quick start only).' }),
-  audience: z.string().default('sluice'),
-  token_ttl: duration.default(3600),
+  audience: z.string().default('sluice').meta({ description: 'aud of minted tokens.' }),
+  token_ttl: durationKey(3600, 'Lifetime of minted tokens.'),
 });
 
 const identity = z.strictObject({
-  issuers: z.array(issuer).default([]),
+  issuers: z.array(issuer).default([]).meta({ description: 'Trusted token issuers (company IdP, CI platforms).' }),
   dev_issuer: devIssuer.prefault({}),
-  clock_skew: duration.default(60).refine((s) => s <= 60, { message: 'at most 60 seconds' }),
+  clock_skew: durationKey(60, 'Tolerance for exp and nbf; at most 60 s.').refine((s) => s <= 60, { message: 'at most 60 seconds' }),
 });
 
 const credential = z.strictObject({
-  user: z.string().min(1),
+  user: z.string().min(1).meta({ description: 'Backend role name.' }),
   password: secretRef,
 });
 
 const upstream = z.strictObject({
-  host: z.string().min(1),
-  port: z.number().int().min(1).max(65535).default(5432),
-  database: z.string().min(1),
+  host: z.string().min(1).meta({ description: 'Backend host name or address.' }),
+  port: z.number().int().min(1).max(65535).default(5432).meta({ description: 'Backend port.' }),
+  database: z.string().min(1).meta({ description: 'Database on the backend.' }),
   tls: z
     .strictObject({
-      mode: z.enum(['disable', 'require', 'verify-full']).default('require'),
+      mode: z.enum(['disable', 'require', 'verify-full']).default('require').meta({ description: 'TLS to the backend: require encrypts without verifying; verify-full checks CA and host name.' }),
       ca: secretRef.optional().meta({ description: 'PEM CA bundle for verify-full.' }),
-      server_name: z.string().optional(),
+      server_name: z.string().optional().meta({ description: 'Host name to verify, when it differs from host.' }),
     })
     .prefault({}),
-  connect_timeout: duration.default(10),
+  connect_timeout: durationKey(10, 'Timeout to connect and authenticate to the backend.'),
 });
 
 const resource = z.strictObject({
-  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, { message: 'expected letters, digits, ., - and _' }),
-  type: z.literal('postgres'),
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, { message: 'expected letters, digits, ., - and _' })
+    .meta({ description: 'What clients put as the database name.' }),
+  type: z.literal('postgres').meta({ description: 'Protocol of the resource.' }),
   upstream,
   credentials: z
     .partialRecord(grantName, credential)
@@ -150,8 +165,8 @@ const resource = z.strictObject({
     .meta({ description: 'Backend credential per grant (read, write, ddl, admin).' }),
   limits: z
     .strictObject({
-      max_sessions: z.number().int().min(1).default(100),
-      max_sessions_per_principal: z.number().int().min(1).default(10),
+      max_sessions: z.number().int().min(1).default(100).meta({ description: 'Live sessions on this resource, all principals together.' }),
+      max_sessions_per_principal: z.number().int().min(1).default(10).meta({ description: 'Live sessions on this resource per principal (a CI fan-out cannot exhaust max_connections).' }),
     })
     .prefault({}),
   redact_parameters: z
@@ -162,14 +177,15 @@ const resource = z.strictObject({
 
 const principalMatch = z
   .strictObject({
-    issuer: z.string().optional(),
-    subjects: z.array(z.string()).min(1).optional(),
-    groups: z.array(z.string()).min(1).optional(),
-    kind: z.enum(['person', 'machine']).optional(),
+    issuer: z.string().optional().meta({ description: 'Exact issuer URL.' }),
+    subjects: z.array(z.string()).min(1).optional().meta({ description: 'Any of these subjects (exact).' }),
+    groups: z.array(z.string()).min(1).optional().meta({ description: 'Any of these groups (exact, with the issuer prefix if any).' }),
+    kind: z.enum(['person', 'machine']).optional().meta({ description: 'Only people or only machines.' }),
     claims: z
       .record(z.string(), z.union([z.string(), z.number(), z.boolean()]))
       .refine((c) => Object.keys(c).length > 0, { message: 'name at least one claim, or leave claims out' })
-      .optional(),
+      .optional()
+      .meta({ description: 'Every listed claim must equal the value (an array claim must contain it).' }),
   })
   .meta({ description: 'All given fields must match; subjects and groups match any of their entries.' });
 
@@ -177,8 +193,8 @@ const permission = z.enum(['audit:read', 'sessions:read', 'sessions:terminate'])
 export type Permission = z.infer<typeof permission>;
 
 const policy = z.strictObject({
-  name: z.string().min(1),
-  effect: z.enum(['allow', 'deny']).default('allow'),
+  name: z.string().min(1).meta({ description: 'Named in decisions, refusals and audit events.' }),
+  effect: z.enum(['allow', 'deny']).default('allow').meta({ description: 'A matching deny wins over every allow.' }),
   when: principalMatch,
   resources: z.array(z.string().min(1)).min(1).optional().meta({ description: 'Resource names, or "*". Goes with grants.' }),
   grants: z.array(grantName).min(1).optional().meta({ description: 'Session grants on the resources.' }),
@@ -198,8 +214,8 @@ export const configSchema = z.strictObject({
   store: store.prefault({}),
   keys: keys.prefault({}),
   identity: identity.prefault({}),
-  resources: z.array(resource).default([]),
-  policies: z.array(policy).default([]),
+  resources: z.array(resource).default([]).meta({ description: 'Backends Sluice fronts.' }),
+  policies: z.array(policy).default([]).meta({ description: 'Who may do what; deny wins.' }),
 });
 
 export type SluiceConfig = z.infer<typeof configSchema>;

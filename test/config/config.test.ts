@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { configJsonSchema } from '../../src/config/json-schema.js';
+import { configReferenceTable } from '../../src/config/reference.js';
 import { loadConfigFile, resolveCredentials, validateConfig } from '../../src/config/load.js';
 import { parseDuration } from '../../src/config/duration.js';
 import { resolveSecret } from '../../src/config/secrets.js';
@@ -96,5 +97,7 @@ describe('configuration', () => {
   it('publishes a JSON Schema that matches the code (run npm run schema after changing it)', () => {
     const committed = JSON.parse(readFileSync(new URL('../../docs/sluice.schema.json', import.meta.url), 'utf8'));
     expect(committed).toEqual(JSON.parse(JSON.stringify(configJsonSchema())));
+    const doc = readFileSync(new URL('../../docs/configuration.md', import.meta.url), 'utf8');
+    expect(doc).toContain(configReferenceTable());
   });
 });

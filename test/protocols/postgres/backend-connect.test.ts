@@ -8,6 +8,7 @@ import { connectBackend, type BackendConnection, type BackendTarget } from '../.
 import { BackendError } from '../../../src/protocols/postgres/backend/errors.js';
 import { FrameReader, type Frame } from '../../../src/protocols/postgres/codec/frame-reader.js';
 import { BE } from '../../../src/protocols/postgres/codec/message-types.js';
+import { ProtocolError } from '../../../src/protocols/postgres/codec/errors.js';
 import { query, terminate } from '../../../src/protocols/postgres/codec/frontend-serializer.js';
 import { parseCommandComplete, parseReadyForQuery, parseRowDescription } from '../../../src/protocols/postgres/codec/backend-parser.js';
 
@@ -140,6 +141,15 @@ describe('connectBackend', () => {
     expect(frames[1].payload.subarray(6).toString()).toBe(env.database);
   });
 
+  it('refuses a parameter value with NUL before opening any connection', async () => {
+    const port = await listen(() => {
+      throw new Error('no connection expected');
+    });
+    const err = await connectBackend(target(env.roles.reader, { port }), { application_name: 'x\0options\0-c x=y' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ProtocolError);
+    expect((err as ProtocolError).code).toBe('value_contains_nul');
+  });
+
   it('encrypts without verifying in require mode', async () => {
     const c = await connect(target(env.roles.reader, { tls: { mode: 'require' } }));
     expect(c.tls).toBe(true);
@@ -191,6 +201,11 @@ describe('connectBackend', () => {
     expect(err.message).not.toContain(password);
     expect(JSON.stringify(err.fields)).not.toContain(password);
     expect(String(err.stack)).not.toContain(password);
+  });
+
+  it('reports a wrong password over TLS as 28P01 too', async () => {
+    const err = await failure(connectBackend(target(env.roles.tls, { password: 'not-it', tls: { mode: 'verify-full', ca } }), {}));
+    expect(err.sqlstate).toBe('28P01');
   });
 
   it.each(['md5', 'plain'] as const)('reports a wrong %s password as 28P01', async (role) => {

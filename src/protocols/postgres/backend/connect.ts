@@ -49,11 +49,13 @@ const MAX_STARTUP_MESSAGE = 1024 * 1024;
  * credential Sluice holds, up to the first ReadyForQuery.
  */
 export async function connectBackend(target: BackendTarget, params: Record<string, string>): Promise<BackendConnection> {
+  // Assigned last so that client-supplied params can never replace them; built first so a bad value fails before any socket exists.
+  const startup = startupMessage({ ...params, user: target.user, database: target.database });
   const abort = new AbortController();
   const timer = setTimeout(() => abort.abort(), target.connectTimeoutMs);
   try {
     const { socket, tls } = await openTransport(target, abort.signal);
-    const session = await startSession(socket, target, params, abort.signal);
+    const session = await startSession(socket, target, startup, abort.signal);
     return { socket, tls, ...session };
   } finally {
     clearTimeout(timer);
@@ -67,7 +69,7 @@ interface Session {
   pending: Buffer;
 }
 
-function startSession(socket: Socket, target: BackendTarget, params: Record<string, string>, signal: AbortSignal): Promise<Session> {
+function startSession(socket: Socket, target: BackendTarget, startup: Buffer, signal: AbortSignal): Promise<Session> {
   const who = describeBackend(target);
   const reader = new FrameReader({ maxMessageBytes: MAX_STARTUP_MESSAGE, maxStartupBytes: MAX_STARTUP_MESSAGE });
   const parameters = new Map<string, string>();
@@ -77,8 +79,7 @@ function startSession(socket: Socket, target: BackendTarget, params: Record<stri
   let scram: ScramClient | undefined;
   let busy = false;
 
-  // user and database come last so that client-supplied params can never replace them.
-  socket.write(startupMessage({ ...params, user: target.user, database: target.database }));
+  socket.write(startup);
 
   const authFailed = (reason: string, sqlstate = '28000'): BackendError =>
     new BackendError('backend_auth_failed', `${who} authentication failed: ${reason}`, sqlstate);

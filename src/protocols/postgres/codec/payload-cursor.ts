@@ -86,7 +86,7 @@ export class PayloadCursor {
     return s;
   }
 
-  decode(start: number, end: number): string {
+  private decode(start: number, end: number): string {
     if (this.strictUtf8 && !isAscii(this.buf, start, end) && !isUtf8(this.buf.subarray(start, end))) {
       throw new ProtocolError('text_malformed', `invalid UTF-8 in ${this.what} message`);
     }
