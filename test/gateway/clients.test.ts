@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { AuditEvent } from '../../src/events/types.js';
 import { pgClient, psql } from '../support/clients.js';
 import { startGateway, type TestGateway } from '../support/gateway.js';
@@ -21,8 +21,11 @@ beforeAll(async () => {
   ]);
   expect(ddl.stderr).toBe('');
 });
+// Sluice limits sessions per principal, so each test closes the clients it opened.
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((c) => c.end().catch(() => undefined)));
+});
 afterAll(async () => {
-  await Promise.all(open.map((c) => c.end().catch(() => undefined)));
   await t?.stop();
 });
 

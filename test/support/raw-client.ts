@@ -28,7 +28,6 @@ export class RawClient {
   private waiter?: () => void;
   /** Set while the next bytes are one-byte SSLRequest/GSSENCRequest answers rather than messages. */
   private rawBytes = 0;
-  private readonly bytesWanted: number[] = [];
 
   private constructor(socket: Socket) {
     this.socket = socket;
@@ -60,7 +59,6 @@ export class RawClient {
     const deadline = Date.now() + timeoutMs;
     try {
       for (;;) {
-        if (this.bytesWanted.length) return this.bytesWanted.shift()!;
         if (this.buf.length > 0) {
           const b = this.buf[0];
           this.buf = this.buf.subarray(1);
@@ -188,7 +186,12 @@ export class RawClient {
     let off = 0;
     while (this.buf.length - off >= 5) {
       const len = this.buf.readInt32BE(off + 1);
-      if (len < 4) throw new Error(`server sent a message with length ${len}`);
+      if (len < 4) {
+        // Not PostgreSQL framing (for example the server answered with a bare byte): stop reading messages.
+        this.socket.destroy();
+        this.buf = Buffer.alloc(0);
+        return;
+      }
       if (this.buf.length - off < len + 1) break;
       this.queue.push({ type: String.fromCharCode(this.buf[off]), payload: this.buf.subarray(off + 5, off + 1 + len) });
       off += len + 1;
