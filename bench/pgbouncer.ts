@@ -43,8 +43,10 @@ export async function pgbouncerVersion(bin: string): Promise<string> {
 
 export interface Pgbouncer {
   readonly port: number;
-  readonly pid: number;
+  pid(): number;
   readonly version: string;
+  /** A fresh process on the same port, which also drops its pooled server connections. */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -94,20 +96,28 @@ log_disconnections = 0
     const { uid, gid } = await postgresIds();
     for (const f of [opts.dir, authFile, iniFile]) chownSync(f, uid, gid);
   }
-  const [cmd, args] = asPostgresUser(opts.bin, [iniFile]);
-  const child: ChildProcess = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
-  try {
-    await waitForPort('127.0.0.1', port, { timeoutMs: 15_000, alive: () => !hasExited(child), what: 'pgbouncer' });
-  } catch (err) {
-    child.kill('SIGKILL');
-    throw new BenchError('bench_pgbouncer_failed', `${(err as Error).message}: ${tail(stderr, 5)}`);
-  }
+  const launch = async (): Promise<ChildProcess> => {
+    const [cmd, args] = asPostgresUser(opts.bin, [iniFile]);
+    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+    try {
+      await waitForPort('127.0.0.1', port, { timeoutMs: 15_000, alive: () => !hasExited(child), what: 'pgbouncer' });
+    } catch (err) {
+      child.kill('SIGKILL');
+      throw new BenchError('bench_pgbouncer_failed', `${(err as Error).message}: ${tail(stderr, 5)}`);
+    }
+    return child;
+  };
+  let child = await launch();
   return {
     port,
-    pid: child.pid as number,
+    pid: () => child.pid as number,
     version: await pgbouncerVersion(opts.bin),
+    restart: async () => {
+      await stopChild(child);
+      child = await launch();
+    },
     stop: () => stopChild(child),
   };
 }

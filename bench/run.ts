@@ -84,7 +84,7 @@ export async function runBench(opts: BenchOptions, run: RunBenchOptions = {}): P
       pgbouncer = await startPgbouncer({ bin: pgbouncerBin, dir: join(workDir, 'pgbouncer'), db, maxClients: opts.idleSessions + opts.clients + 100 });
       stops.push(() => (pgbouncer as Pgbouncer).stop());
       const port = pgbouncer.port;
-      targets.push({ name: 'pgbouncer', label: 'pgbouncer, session pooling', kind: 'pgbouncer', pid: pgbouncer.pid, conn: (transport) => roleConn(db, port, transport) });
+      targets.push({ name: 'pgbouncer', label: 'pgbouncer, session pooling', kind: 'pgbouncer', middle: pgbouncer, conn: (transport) => roleConn(db, port, transport) });
       log(`pgbouncer ${pgbouncer.version} on port ${port}`);
     }
     const configReports: SluiceConfigReport[] = [];
@@ -251,7 +251,7 @@ async function startSluiceTargets(
       continue;
     }
     stops.push(() => instance.stop());
-    targets.push({ ...base, pid: instance.pid, conn: (t) => instance.conn(t), heapUsedBytes: () => instance.heapUsedBytes() });
+    targets.push({ ...base, middle: instance, conn: (t) => instance.conn(t) });
   }
   return { sluiceTargets: targets, reports };
 }

@@ -15,7 +15,7 @@ export async function buildSluice(root: string): Promise<void> {
 }
 
 export interface SluiceInstance {
-  readonly pid: number;
+  pid(): number;
   readonly postgresPort: number;
   readonly httpPort: number;
   readonly configFile: string;
@@ -23,6 +23,8 @@ export interface SluiceInstance {
   rssBytes(): number;
   /** V8 heap in use, from the Prometheus endpoint; undefined when it does not answer. */
   heapUsedBytes(): Promise<number | undefined>;
+  /** A fresh gateway process on the same ports and data directory; the token stays valid. */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -49,16 +51,7 @@ export async function startSluice(opts: StartSluiceOptions): Promise<SluiceInsta
   writeFileSync(configFile, stringify(opts.config));
   const env = { ...process.env, [PASSWORD_ENV]: opts.backendPassword };
   const bin = join(opts.root, 'bin', 'sluice.js');
-  // Logs go straight to a file: piping them through the harness would spend
-  // CPU that pgbench and the gateway compete for.
-  const logFd = openSync(logFile, 'a');
-  let child: ChildProcess;
-  try {
-    const prof = opts.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProfDir}`] : [];
-    child = spawn(process.execPath, [...prof, bin, 'start', '--config', configFile], { cwd: opts.dir, env, stdio: ['ignore', logFd, logFd] });
-  } finally {
-    closeSync(logFd);
-  }
+  const prof = opts.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProfDir}`] : [];
   const logTail = () => {
     try {
       return tail(readFileSync(logFile, 'utf8'), 5);
@@ -66,25 +59,55 @@ export async function startSluice(opts: StartSluiceOptions): Promise<SluiceInsta
       return '';
     }
   };
+  const launch = async (): Promise<ChildProcess> => {
+    // Logs go straight to a file: piping them through the harness would
+    // spend CPU that pgbench and the gateway compete for.
+    const logFd = openSync(logFile, 'a');
+    let child: ChildProcess;
+    try {
+      child = spawn(process.execPath, [...prof, bin, 'start', '--config', configFile], { cwd: opts.dir, env, stdio: ['ignore', logFd, logFd] });
+    } finally {
+      closeSync(logFd);
+    }
+    try {
+      await waitForPort('127.0.0.1', opts.postgresPort, { timeoutMs: 30_000, alive: () => !hasExited(child), what: 'sluice start' });
+    } catch (err) {
+      await stopChild(child);
+      throw err;
+    }
+    return child;
+  };
+  const unavailable = (err: unknown) => {
+    const log = logTail();
+    return new BenchError('bench_sluice_unavailable', `${(err as Error).message}${log ? `; log: ${log}` : ''}`, { cause: err });
+  };
+  let child: ChildProcess;
   try {
-    await waitForPort('127.0.0.1', opts.postgresPort, { timeoutMs: 30_000, alive: () => !hasExited(child), what: 'sluice start' });
+    child = await launch();
+  } catch (err) {
+    throw unavailable(err);
+  }
+  try {
     const token = await devToken(bin, configFile, env);
     const instance: SluiceInstance = {
-      pid: child.pid as number,
+      pid: () => child.pid as number,
       postgresPort: opts.postgresPort,
       httpPort: opts.httpPort,
       configFile,
       conn: (transport) => ({ host: '127.0.0.1', port: opts.postgresPort, user: 'read', password: token, database: opts.database, transport }),
       rssBytes: () => readRssBytes(child.pid as number),
       heapUsedBytes: () => heapUsed(opts.httpPort),
+      restart: async () => {
+        await stopChild(child);
+        child = await launch();
+      },
       stop: () => stopChild(child),
     };
     for (const transport of ['plain', 'tls'] as const) await checkSession(instance.conn(transport));
     return instance;
   } catch (err) {
     await stopChild(child);
-    const log = logTail();
-    throw new BenchError('bench_sluice_unavailable', `${(err as Error).message}${log ? `; log: ${log}` : ''}`, { cause: err });
+    throw unavailable(err);
   }
 }
 

@@ -1,4 +1,5 @@
 import type { ConnParams, Transport } from './connection.js';
+import { BenchError } from './errors.js';
 import type { ScenarioId } from './options.js';
 import type { SluiceBenchConfig } from './sluice-configs.js';
 
@@ -13,8 +14,15 @@ export interface Target {
   /** Why this target has no numbers in this run; undefined when it is up. */
   readonly unavailable?: string;
   conn(transport: Transport): ConnParams;
-  /** The process whose memory scenario 5 reads (pgbouncer, Sluice). */
-  readonly pid?: number;
+  /** The process in the middle (pgbouncer, Sluice), whose memory scenario 5 reads. */
+  readonly middle?: MiddleProcess;
+}
+
+export interface MiddleProcess {
+  pid(): number;
+  /** Replaces the process with a fresh one on the same port. */
+  restart(): Promise<void>;
+  /** V8 heap in use; undefined for a process without one (pgbouncer) or when it does not say. */
   heapUsedBytes?(): Promise<number | undefined>;
 }
 
@@ -23,7 +31,7 @@ export function unavailableTarget(base: Pick<Target, 'name' | 'label' | 'kind' |
     ...base,
     unavailable: reason,
     conn: () => {
-      throw new Error(`${base.name} is unavailable`);
+      throw new BenchError('bench_target_unavailable', `${base.name} is unavailable: ${reason}`);
     },
   };
 }

@@ -2,6 +2,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { AuditEventInput } from '../../src/events/types.js';
+import { BenchError } from '../errors.js';
 import type { BenchContext, Measurement, TableSpec } from '../scenario.js';
 import type { Target } from '../targets.js';
 import { unavailableTarget } from '../targets.js';
@@ -24,9 +25,9 @@ const STORE_FILE = 'src/audit/sqlite-audit-store.ts';
  */
 async function loadStore(root: string): Promise<StoreModule['SqliteAuditStore']> {
   const file = join(root, STORE_FILE);
-  if (!existsSync(file)) throw new Error(`${STORE_FILE} does not exist`);
+  if (!existsSync(file)) throw new BenchError('bench_no_audit_store', `${STORE_FILE} does not exist`);
   const mod = (await import(pathToFileURL(file).href)) as Partial<StoreModule>;
-  if (!mod.SqliteAuditStore) throw new Error(`${STORE_FILE} exports no SqliteAuditStore`);
+  if (!mod.SqliteAuditStore) throw new BenchError('bench_no_audit_store', `${STORE_FILE} exports no SqliteAuditStore`);
   return mod.SqliteAuditStore;
 }
 
@@ -46,7 +47,12 @@ async function storeSubject(ctx: BenchContext): Promise<Target> {
   const base = { name: 'audit-store', label: 'SqliteAuditStore, in process', kind: 'store' as const };
   try {
     await loadStore(ctx.root);
-    return { ...base, conn: () => { throw new Error('the audit store has no connection'); } };
+    return {
+      ...base,
+      conn: () => {
+        throw new BenchError('bench_no_connection', 'the audit store is measured in process, not over a connection');
+      },
+    };
   } catch (err) {
     return unavailableTarget(base, (err as Error).message);
   }

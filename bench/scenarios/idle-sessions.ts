@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type { ConnParams, Transport } from '../connection.js';
 import { pgClientConfig } from '../connection.js';
+import { BenchError } from '../errors.js';
 import { readRssBytes } from '../processes.js';
 import type { Measurement, TableSpec } from '../scenario.js';
 import type { Target } from '../targets.js';
@@ -48,18 +49,22 @@ export const idleSessions: Measurement = {
   variants: transportVariants,
   subjects: (ctx) => ctx.targets.filter((t) => t.kind === 'pgbouncer' || t.kind === 'sluice'),
   async run(ctx, variant, target) {
+    const middle = target.middle;
+    if (!middle) throw new BenchError('bench_no_middle', `${target.name} has no process in the middle to measure`);
+    // A fresh process: memory that earlier scenarios freed but the process
+    // kept would otherwise absorb the sessions and hide their cost.
+    await middle.restart();
     const conn = target.conn(variant.key as Transport);
-    const pid = target.pid as number;
     await closeSessions(await openSessions(conn, WARMUP_SESSIONS));
     await sleep(SETTLE_MS);
-    const rss0 = readRssBytes(pid);
-    const heap0 = await target.heapUsedBytes?.();
+    const rss0 = readRssBytes(middle.pid());
+    const heap0 = await middle.heapUsedBytes?.();
     const n = ctx.opts.idleSessions;
     const clients = await openSessions(conn, n);
     try {
       await sleep(SETTLE_MS);
-      const rss1 = readRssBytes(pid);
-      const heap1 = await target.heapUsedBytes?.();
+      const rss1 = readRssBytes(middle.pid());
+      const heap1 = await middle.heapUsedBytes?.();
       return {
         rssPerSessionKiB: (rss1 - rss0) / n / KiB,
         heapPerSessionKiB: heap0 !== undefined && heap1 !== undefined ? (heap1 - heap0) / n / KiB : undefined,
@@ -78,7 +83,7 @@ export const scenario5: TableSpec = {
   title: 'Idle sessions',
   measurement: idleSessions,
   describe: (o) =>
-    `${o.idleSessions} authenticated sessions that ran SELECT 1 and stay idle; growth of the middle process over its state after ${WARMUP_SESSIONS} sessions came and went. RSS from /proc/<pid>/status, heap from Sluice's /metrics (nodejs_heap_size_used_bytes). A direct session is a PostgreSQL backend process, so direct has no row.`,
+    `${o.idleSessions} authenticated sessions that ran SELECT 1 and stay idle. The middle process is restarted, ${WARMUP_SESSIONS} sessions come and go, then the growth per session is measured. RSS from /proc/<pid>/status; heap from Sluice's /metrics (nodejs_heap_size_used_bytes), which counts garbage not yet collected, so it is noisy. A direct session is a PostgreSQL backend process, so direct has no row.`,
   metrics: [
     { key: 'rssPerSessionKiB', header: 'RSS KiB/session', digits: 1 },
     { key: 'heapPerSessionKiB', header: 'heap KiB/session', digits: 1 },

@@ -72,6 +72,7 @@ export class Gateway {
       jwks: () => keyring.jwks(),
       notReady: () => this.notReady(),
       https,
+      log: this.log,
     });
   }
 
@@ -183,7 +184,9 @@ export class Gateway {
     if (this.stopping) return;
     this.stopping = true;
     this.watcher?.close();
-    await this.postgres.stopAccepting().catch(() => undefined);
+    // server.close() settles only once every connection has ended: awaiting it
+    // before drain would wait on idle sessions forever and never start the grace period.
+    void this.postgres.stopAccepting().catch(() => undefined);
     await this.postgres.drain(graceSeconds * 1000);
     await this.http.close().catch(() => undefined);
     await this.store.close();

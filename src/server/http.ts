@@ -2,6 +2,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type { AuditStore } from '../audit/store.js';
 import type { EventPipeline } from '../events/pipeline.js';
 import type { JWK } from 'jose';
+import type { Logger } from '../observability/log.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import type { GatewayState } from '../runtime/state.js';
 import type { SessionRegistry } from '../sessions/registry.js';
@@ -19,13 +20,16 @@ export interface HttpDeps {
   /** Reasons the gateway is not ready; empty when ready. */
   readonly notReady: () => string[];
   readonly https?: { cert: string; key: string };
+  /** Where unexpected errors go; the client is only told to look here. */
+  readonly log?: Logger;
 }
 
 /** The HTTP listener: health, metrics, JWKS, and the /api/v1 API. */
 export function createHttpServer(deps: HttpDeps): FastifyInstance {
   const app = Fastify({ logger: false, https: deps.https ?? null, bodyLimit: 1024 * 1024 }) as unknown as FastifyInstance;
-  app.setErrorHandler((err: { statusCode?: number; code?: string; message: string }, _req, reply) => {
+  app.setErrorHandler((err: { statusCode?: number; code?: string; message: string }, req, reply) => {
     const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
+    if (status === 500) deps.log?.error({ code: err.code, err: err.message, method: req.method, path: req.url.split('?')[0] }, 'HTTP API request failed');
     return sendError(reply, status, err.code ?? 'internal_error', status === 500 ? 'internal error; see the Sluice log' : err.message);
   });
   app.setNotFoundHandler((req, reply) => sendError(reply, 404, 'not_found', `no route ${req.method} ${req.url.split('?')[0]}`));

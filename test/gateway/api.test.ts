@@ -61,7 +61,8 @@ async function traffic(marker: string): Promise<void> {
 
 describe('API authentication', () => {
   it('answers 401 without a bearer token, saying how to send one', async () => {
-    for (const headers of [{}, { authorization: 'Basic YWxpY2U6c2VjcmV0' }, { authorization: 'Bearer' }]) {
+    const variants: Array<Record<string, string>> = [{}, { authorization: 'Basic YWxpY2U6c2VjcmV0' }, { authorization: 'Bearer' }];
+    for (const headers of variants) {
       const r = await api<ApiError>('/api/v1/whoami', undefined, { headers });
       expect(r.status).toBe(401);
       expect(r.headers.get('www-authenticate')).toBe('Bearer');

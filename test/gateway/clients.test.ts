@@ -88,6 +88,18 @@ async function sessionOf(c: pg.Client): Promise<{ id: string; seq: number; state
  * sends a Sync after every query, so this is how drivers that batch (JDBC
  * batches, libpq pipeline mode) look on the wire.
  */
+/** The part of node-postgres's internal Connection a custom submittable writes to. */
+interface PgConnection {
+  parse(m: { text: string; name: string }): void;
+  bind(m: { portal: string; statement: string; values: unknown[] }): void;
+  describe(m: { type: 'P' | 'S'; name: string }): void;
+  execute(m: { portal: string; rows: number }): void;
+  sync(): void;
+  sendCopyFromChunk(chunk: Buffer): void;
+  endCopyFrom(): void;
+  sendCopyFail(message: string): void;
+}
+
 class Batch extends EventEmitter {
   readonly results: { command?: string; rows: number; empty?: boolean }[] = [];
   error?: Error & { code?: string };
@@ -100,7 +112,7 @@ class Batch extends EventEmitter {
     this.done = new Promise((resolve) => (this.settle = resolve));
   }
 
-  submit(connection: any): null {
+  submit(connection: PgConnection): null {
     for (const text of this.texts) {
       connection.parse({ text, name: '' });
       connection.bind({ portal: '', statement: '', values: [] });
@@ -123,7 +135,7 @@ class Batch extends EventEmitter {
     this.results.push({ rows: 0, empty: true });
   }
   handlePortalSuspended(): void {}
-  handleCopyInResponse(): void {}
+  handleCopyInResponse(_connection: PgConnection): void {}
   handleCopyData(): void {}
   // pg hands the error to the active query and forgets it, so the ReadyForQuery that follows never reaches us.
   handleError(err: Error): void {
@@ -135,8 +147,33 @@ class Batch extends EventEmitter {
   }
 }
 
-async function runBatch(c: pg.Client, texts: readonly string[]): Promise<Batch> {
-  const batch = new Batch(texts);
+/**
+ * COPY FROM STDIN over the extended protocol the way libpq does it
+ * (PQexecParams): Parse/Bind/Describe/Execute/Sync, then the data, CopyDone
+ * and another Sync. The backend ignores the first Sync while it is in
+ * copy-in mode and answers only the second.
+ */
+class ExtendedCopyIn extends Batch {
+  constructor(
+    text: string,
+    private readonly lines: readonly string[],
+    private readonly fail = false,
+  ) {
+    super([text]);
+  }
+
+  override handleCopyInResponse(connection: PgConnection): void {
+    if (this.fail) connection.sendCopyFail('client gave up');
+    else {
+      for (const line of this.lines) connection.sendCopyFromChunk(Buffer.from(`${line}\n`));
+      connection.endCopyFrom();
+    }
+    connection.sync();
+  }
+}
+
+async function runBatch(c: pg.Client, texts: readonly string[] | Batch): Promise<Batch> {
+  const batch = texts instanceof Batch ? texts : new Batch(texts);
   c.query(batch as unknown as pg.QueryConfig);
   await batch.done;
   return batch;
@@ -234,7 +271,7 @@ describe('node-postgres through Sluice', () => {
   });
 
   it('keeps pipelined queries in order when one in the middle fails', async () => {
-    const c = await connect('read', { pipeline: true } as Partial<pg.ClientConfig>);
+    const c = await connect('read', { pipeline: true });
     const results = await Promise.allSettled([
       c.query('select $1::int as v /* np-pipe-1 */', [1]),
       c.query('select $1::int / 0 as v /* np-pipe-2 */', [2]),
@@ -377,6 +414,27 @@ describe('node-postgres through Sluice', () => {
       [[], null, null],
       [[], null, null],
     ]);
+  });
+
+  it('copies in over the extended protocol and stays in step with the backend', async () => {
+    const c = await connect('write');
+    const ok = await runBatch(c, new ExtendedCopyIn('copy clients_tx (id, note) from stdin /* np-copy-in */', ['100\tcopied a', '101\tcopied b']));
+    expect(ok.error).toBeUndefined();
+    expect(ok.results).toEqual([{ command: 'COPY 2', rows: 0 }]);
+    // pg's Query waits for ReadyForQuery; a dangling unit in Sluice would make this statement's audit wrong.
+    expect((await c.query("select count(*)::int as n from clients_tx where note like 'copied%' /* np-copy-then-ok */")).rows).toEqual([{ n: 2 }]);
+    const failed = await runBatch(c, new ExtendedCopyIn('copy clients_tx (id, note) from stdin /* np-copy-fail */', [], true));
+    expect(failed.error?.code).toBe('57014');
+    expect((await c.query("select 'in step' as v /* np-copy-then-fail-ok */")).rows).toEqual([{ v: 'in step' }]);
+
+    const [copy] = await audited('np-copy-in');
+    expect(copy.completed.data).toMatchObject({ tags: ['COPY 2'], rows: 2 });
+    const [after] = await audited('np-copy-then-ok');
+    expect(after.completed.data).toMatchObject({ tags: ['SELECT 1'], rows: 1 });
+    const [fail] = await audited('np-copy-fail');
+    expect(fail.completed.data).toMatchObject({ sqlstate: '57014' });
+    const [afterFail] = await audited('np-copy-then-fail-ok');
+    expect(afterFail.completed.data).toMatchObject({ tags: ['SELECT 1'], rows: 1 });
   });
 
   it('records a multi-statement simple query as one statement with every tag', async () => {

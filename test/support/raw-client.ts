@@ -21,7 +21,7 @@ export const CLOSED = Symbol('closed');
  */
 export class RawClient {
   private socket: Socket;
-  private buf = Buffer.alloc(0);
+  private buf: Buffer = Buffer.alloc(0);
   private queue: BackendMessage[] = [];
   private head = 0;
   private ended = false;
@@ -145,6 +145,18 @@ export class RawClient {
 
   destroy(): void {
     this.socket.destroy();
+  }
+
+  /**
+   * Closes with the server's answer still unread, which makes the kernel
+   * reset the connection (RST) rather than close it. (resetAndDestroy on a
+   * socket under TLS crashes Node 20, so this is the portable way.)
+   */
+  async abortAfter(bytes: Buffer, waitMs = 50): Promise<void> {
+    this.pause();
+    this.write(bytes);
+    await new Promise((r) => setTimeout(r, waitMs));
+    this.destroy();
   }
 
   private listen(s: Socket): void {

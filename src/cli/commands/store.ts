@@ -1,8 +1,10 @@
-import { join, resolve } from 'node:path';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Command } from 'commander';
 import { loadConfigFile } from '../../config/load.js';
 import { SluiceError } from '../../errors.js';
+import { describeError } from '../../store/describe-error.js';
 import { findConfigFile } from '../config-file.js';
 
 export function storeCommands(program: Command): void {
@@ -14,6 +16,7 @@ export function storeCommands(program: Command): void {
     .action(async (dest: string, o: { config?: string }) => {
       const { config } = loadConfigFile(findConfigFile(o.config));
       const path = config.store.path ?? join(config.store.data_dir, 'sluice.db');
+      const target = resolve(dest);
       let db: Database.Database;
       try {
         db = new Database(path, { readonly: true, fileMustExist: true });
@@ -21,10 +24,15 @@ export function storeCommands(program: Command): void {
         throw new SluiceError('store_unreadable', `cannot open the store ${path}: ${(err as Error).message}`);
       }
       try {
-        await db.backup(resolve(dest));
+        // The copy holds statement text like the store itself: SQLite would create it world-readable.
+        mkdirSync(dirname(target), { recursive: true, mode: 0o700 });
+        closeSync(openSync(target, 'a', 0o600));
+        await db.backup(target);
+      } catch (err) {
+        throw new SluiceError('store_backup_failed', `cannot write the backup to ${target} (${describeError(err)}); check that its directory is writable`);
       } finally {
         db.close();
       }
-      process.stdout.write(`backup of ${path} written to ${resolve(dest)}\n`);
+      process.stdout.write(`backup of ${path} written to ${target}\n`);
     });
 }

@@ -11,8 +11,17 @@ export class Incoming {
   private socket?: Socket;
   private wake?: () => void;
   private failure?: Error;
+  private paused = false;
 
-  constructor(readonly reader: FrameReader) {}
+  /**
+   * `maxBuffered` bounds what an unauthenticated client can make Sluice hold:
+   * past it the socket is paused, and a packet that still has not arrived
+   * whole is refused.
+   */
+  constructor(
+    readonly reader: FrameReader,
+    private readonly maxBuffered: number,
+  ) {}
 
   attach(socket: Socket): void {
     this.detach();
@@ -31,6 +40,12 @@ export class Incoming {
     s.removeListener('close', this.onEnd);
     s.removeListener('error', this.onError);
     this.socket = undefined;
+    this.paused = false;
+  }
+
+  /** Throws what ended the connection (client gone, timeout) if anything has. */
+  throwIfFailed(): void {
+    if (this.failure) throw this.failure;
   }
 
   /** Fails any pending read, for example when the authentication timer fires. */
@@ -52,6 +67,16 @@ export class Incoming {
       if (this.failure) throw this.failure;
       const v = take();
       if (v !== undefined) return v;
+      if (this.reader.buffered >= this.maxBuffered) {
+        throw new ProtocolError(
+          'frame_too_large',
+          `more than ${this.maxBuffered} bytes arrived before authentication finished; a startup packet and a token are far smaller`,
+        );
+      }
+      if (this.paused) {
+        this.paused = false;
+        this.socket?.resume();
+      }
       await new Promise<void>((r) => (this.wake = r));
       this.wake = undefined;
     }
@@ -62,6 +87,10 @@ export class Incoming {
       this.reader.push(chunk);
     } catch (err) {
       this.failure ??= err as Error;
+    }
+    if (this.reader.buffered >= this.maxBuffered && !this.paused) {
+      this.paused = true;
+      this.socket?.pause();
     }
     this.wake?.();
   };

@@ -35,7 +35,7 @@ export interface SessionInit {
 
 const PAUSE_AUDIT = 1;
 const PAUSE_BACKPRESSURE = 2;
-const WANTED_FROM_BACKEND = new Set<number>([BE.CommandComplete, BE.ErrorResponse, BE.ReadyForQuery, BE.EmptyQueryResponse, BE.PortalSuspended]);
+const WANTED_FROM_BACKEND = new Set<number>([BE.CommandComplete, BE.ErrorResponse, BE.ReadyForQuery, BE.EmptyQueryResponse, BE.PortalSuspended, BE.CopyInResponse]);
 
 /**
  * One authenticated PostgreSQL session: relays frames between client and
@@ -171,9 +171,11 @@ export class PostgresSession implements Session {
             this.tracker.bind(b.portal, b.statement, b.paramFormats, b.params);
             break;
           }
-          case FE.Execute:
-            (started ??= []).push(this.tracker.execute(parseExecute(frame.payload).portal));
+          case FE.Execute: {
+            const e = parseExecute(frame.payload);
+            (started ??= []).push(this.tracker.execute(e.portal, e.maxRows));
             break;
+          }
           case FE.Describe:
             parseDescribeOrClose(frame.payload);
             this.tracker.other('describe');
@@ -193,8 +195,10 @@ export class PostgresSession implements Session {
             this.closeReason = 'client_terminated';
             break;
           case FE.CopyData:
+            break;
           case FE.CopyDone:
           case FE.CopyFail:
+            this.tracker.copyEnd();
             break;
           case FE.FunctionCall:
             this.terminate({
@@ -284,9 +288,14 @@ export class PostgresSession implements Session {
         end = this.tracker.commandComplete(parseCommandComplete(payload));
         break;
       case BE.EmptyQueryResponse:
-      case BE.PortalSuspended:
         end = this.tracker.endWithoutTag();
         break;
+      case BE.PortalSuspended:
+        end = this.tracker.portalSuspended();
+        break;
+      case BE.CopyInResponse:
+        this.tracker.copyIn();
+        return;
       case BE.ErrorResponse: {
         const f = parseErrorFields(payload);
         end = this.tracker.error(f.C ?? 'XX000', f.M ?? '');
@@ -309,6 +318,7 @@ export class PostgresSession implements Session {
         durationMs: e.durationMs,
         ...(e.error ? { sqlstate: e.error.sqlstate, error: e.error.message } : {}),
         ...(e.skipped ? { skipped: true } : {}),
+        ...(e.suspended ? { suspended: true } : {}),
       }),
     );
   }

@@ -55,7 +55,12 @@ export function checkStartupParams(params: ReadonlyArray<readonly [string, strin
     } else {
       const check = FORWARDED[key];
       if (!check) return refuse('startup_parameter_refused', `startup parameter "${key}" is not allowed through Sluice`);
-      if (!check(value)) return refuse('startup_parameter_invalid', `startup parameter "${key}" has a value Sluice does not accept`);
+      if (!check(value)) {
+        if (key === 'client_encoding') {
+          return refuse('startup_encoding_refused', 'startup parameter "client_encoding" must be UTF8: Sluice inspects statements as UTF-8 (set PGCLIENTENCODING=UTF8 or unset it)');
+        }
+        return refuse('startup_parameter_invalid', `startup parameter "${key}" has a value Sluice does not accept`);
+      }
       forwarded[key] = key === 'client_encoding' ? 'UTF8' : value;
     }
   }

@@ -30,6 +30,9 @@ class Refusal extends SluiceError {
   }
 }
 
+/** PostgreSQL's own bound on an authentication message (PG_MAX_AUTH_TOKEN_LENGTH); identity tokens are far smaller. */
+const MAX_TOKEN_BYTES = 65_535;
+
 export interface StartupDeps {
   readonly ctx: PostgresAdapterContext;
   readonly cancelKeys: CancelKeys;
@@ -48,7 +51,7 @@ export async function runStartup(raw: Socket, deps: StartupDeps): Promise<void> 
   const { ctx } = deps;
   const cfg = ctx.state().config.server.postgres;
   const reader = new FrameReader({ maxMessageBytes: cfg.max_message_bytes, maxStartupBytes: cfg.max_startup_bytes });
-  const incoming = new Incoming(reader);
+  const incoming = new Incoming(reader, cfg.max_startup_bytes + MAX_TOKEN_BYTES);
   const clientAddress = `${raw.remoteAddress ?? '?'}:${raw.remotePort ?? 0}`;
   let socket: Socket = raw;
   let tls = false;
@@ -56,10 +59,13 @@ export async function runStartup(raw: Socket, deps: StartupDeps): Promise<void> 
   let request: StartupRequest | undefined;
   let backend: BackendConnection | undefined;
   incoming.attach(raw);
-  const timer = setTimeout(
-    () => incoming.abort(new Refusal('auth_timeout', '08P01', `authentication did not finish within ${cfg.auth_timeout} s`)),
-    cfg.auth_timeout * 1000,
-  );
+  // Also bounds the TLS handshake, during which no read is pending on `incoming`.
+  const deadline = new AbortController();
+  const timer = setTimeout(() => {
+    const err = new Refusal('auth_timeout', '08P01', `authentication did not finish within ${cfg.auth_timeout} s`);
+    deadline.abort(err);
+    incoming.abort(err);
+  }, cfg.auth_timeout * 1000);
   timer.unref();
 
   try {
@@ -80,7 +86,7 @@ export async function runStartup(raw: Socket, deps: StartupDeps): Promise<void> 
           }
           incoming.detach();
           raw.write('S');
-          socket = await upgrade(raw, secureContext);
+          socket = await upgrade(raw, secureContext, deadline.signal);
           tls = true;
           incoming.attach(socket);
           break;
@@ -170,6 +176,8 @@ export async function runStartup(raw: Socket, deps: StartupDeps): Promise<void> 
     }
     ctx.metrics.backendConnect.labels(resource.name).observe((performance.now() - t0) / 1000);
 
+    // The client may have left (or the deadline passed) while the token was checked and the backend connected.
+    incoming.throwIfFailed();
     const id = randomUUID();
     const endsAt = decision.endsAt !== undefined ? new Date(decision.endsAt * 1000) : undefined;
     try {
@@ -228,6 +236,10 @@ export async function runStartup(raw: Socket, deps: StartupDeps): Promise<void> 
       },
     );
     deps.onSession(session);
+    // A close that happened between the check above and the handover was seen by no one: end the session now.
+    if (socket.destroyed) {
+      session.terminate({ code: 'client_disconnected', sqlstate: '08006', message: 'the client closed the connection while its session was being opened' });
+    }
   } catch (err) {
     clearTimeout(timer);
     incoming.detach();
@@ -236,14 +248,31 @@ export async function runStartup(raw: Socket, deps: StartupDeps): Promise<void> 
   }
 }
 
-function upgrade(raw: Socket, secureContext: import('node:tls').SecureContext): Promise<TLSSocket> {
+/** The TLS handshake after 'S'. A failed or abandoned handshake destroys the connection: no plaintext error can follow it. */
+function upgrade(raw: Socket, secureContext: import('node:tls').SecureContext, signal: AbortSignal): Promise<TLSSocket> {
   return new Promise((resolveTls, reject) => {
     const s = new TLSSocket(raw, { isServer: true, secureContext });
+    const settle = () => {
+      s.removeListener('error', fail);
+      s.removeListener('close', onClose);
+      signal.removeEventListener('abort', onAbort);
+    };
+    const fail = (err: Error) => {
+      settle();
+      s.destroy();
+      raw.destroy();
+      reject(err);
+    };
+    const onAbort = () => fail(signal.reason as Error);
+    const onClose = () => fail(new ProtocolError('client_disconnected', 'the client closed the connection during the TLS handshake'));
     s.once('secure', () => {
-      s.removeListener('error', reject);
+      settle();
       resolveTls(s);
     });
-    s.once('error', reject);
+    s.once('error', fail);
+    s.once('close', onClose);
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
   });
 }
 

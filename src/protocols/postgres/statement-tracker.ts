@@ -8,6 +8,10 @@
  * tracker keeps a FIFO of such units. Extended-protocol messages before a
  * Sync form one open unit; the backend may answer them before the Sync
  * arrives (Flush), so the unit is queued as soon as its first message is.
+ *
+ * While the backend is in copy-in mode it ignores Sync and Flush (libpq
+ * sends Sync right after an extended COPY's Execute, and again after
+ * CopyDone), so those must not open or close units either.
  */
 
 export interface StatementStart {
@@ -27,12 +31,15 @@ export interface StatementEnd {
   readonly error?: { readonly sqlstate: string; readonly message: string };
   /** The statement never ran because an earlier message of its unit failed. */
   readonly skipped?: boolean;
+  /** Execute with a row limit stopped at the limit (PortalSuspended); the portal may be executed again. */
+  readonly suspended?: boolean;
   readonly durationMs: number;
 }
 
 interface Running {
   readonly start: StatementStart;
   readonly t0: number;
+  readonly maxRows: number;
   tags: string[];
   rows: number | null;
   error?: { sqlstate: string; message: string };
@@ -43,6 +50,8 @@ interface Unit {
   readonly kind: 'query' | 'extended';
   readonly statements: Running[];
   closed: boolean;
+  /** A Parse or Bind failure that arrived before the client sent the Execute it stops. */
+  uncharged?: { sqlstate: string; message: string };
 }
 
 interface Prepared {
@@ -68,6 +77,10 @@ export class StatementTracker {
   private readonly now: () => number;
   /** Transaction status from the last ReadyForQuery. */
   status: 'I' | 'T' | 'E' = 'I';
+  /** The backend is in copy-in mode and the client has not yet ended the copy. */
+  private copying = false;
+  /** CopyDone/CopyFail the client sent before the backend's CopyInResponse arrived. */
+  private earlyCopyEnds = 0;
 
   constructor(private readonly opts: TrackerOptions) {
     this.now = opts.now ?? (() => performance.now());
@@ -79,8 +92,9 @@ export class StatementTracker {
   }
 
   query(text: string): StatementStart {
+    this.copying = false;
     const start: StatementStart = { id: this.nextId++, protocol: 'simple', text };
-    this.units.push({ kind: 'query', statements: [this.running(start)], closed: true });
+    this.units.push({ kind: 'query', statements: [this.running(start, 0)], closed: true });
     return start;
   }
 
@@ -108,7 +122,7 @@ export class StatementTracker {
     this.portals.set(portal, { statement, params: values });
   }
 
-  execute(portal: string): StatementStart {
+  execute(portal: string, maxRows = 0): StatementStart {
     const unit = this.openExtended();
     const bound = this.portals.get(portal);
     const text = bound ? (this.prepared.get(bound.statement)?.text ?? '') : '';
@@ -120,12 +134,18 @@ export class StatementTracker {
       portal: portal || undefined,
       params: bound?.params,
     };
-    unit.statements.push(this.running(start));
+    const r = this.running(start, maxRows);
+    if (unit.uncharged) {
+      r.error = unit.uncharged;
+      unit.uncharged = undefined;
+    }
+    unit.statements.push(r);
     return start;
   }
 
   /** Describe, Close and Flush belong to the open unit but start nothing. */
   other(kind: 'describe' | 'flush' | { close: 'S' | 'P'; name: string }): void {
+    if (kind === 'flush' && this.copying) return;
     this.openExtended();
     if (typeof kind === 'object') {
       if (kind.close === 'S') this.prepared.delete(kind.name);
@@ -134,6 +154,7 @@ export class StatementTracker {
   }
 
   sync(): void {
+    if (this.copying) return;
     const last = this.units[this.units.length - 1];
     if (last && last.kind === 'extended' && !last.closed) last.closed = true;
     else this.units.push({ kind: 'extended', statements: [], closed: true });
@@ -157,12 +178,46 @@ export class StatementTracker {
     return this.finish(r);
   }
 
-  /** EmptyQueryResponse or PortalSuspended: the current extended statement ends without a tag. */
+  /** EmptyQueryResponse: the current extended statement ends without a tag. */
   endWithoutTag(): StatementEnd | undefined {
     const unit = this.units[0];
     if (!unit || unit.kind === 'query') return undefined;
     const r = unit.statements.find((s) => !s.done);
     return r ? this.finish(r) : undefined;
+  }
+
+  /** PortalSuspended: the backend stops only after exactly maxRows rows, so that is the count. */
+  portalSuspended(): StatementEnd | undefined {
+    const unit = this.units[0];
+    if (!unit || unit.kind === 'query') return undefined;
+    const r = unit.statements.find((s) => !s.done);
+    if (!r) return undefined;
+    r.rows = r.maxRows;
+    return this.finish(r, false, true);
+  }
+
+  /**
+   * CopyInResponse. Every client message since the COPY began can only be
+   * CopyData, Flush or Sync until the client ends the copy, and the backend
+   * ignores the Syncs: undo the units they closed or opened.
+   */
+  copyIn(): void {
+    if (this.earlyCopyEnds > 0) {
+      this.earlyCopyEnds--;
+      return;
+    }
+    const head = this.units[0];
+    if (!head) return;
+    if (this.units.slice(1).some((u) => u.statements.length > 0)) return;
+    this.units.length = 1;
+    if (head.kind === 'extended') head.closed = false;
+    this.copying = true;
+  }
+
+  /** The client sent CopyDone or CopyFail. */
+  copyEnd(): void {
+    if (this.copying) this.copying = false;
+    else this.earlyCopyEnds++;
   }
 
   error(sqlstate: string, message: string): StatementEnd | undefined {
@@ -173,7 +228,10 @@ export class StatementTracker {
       return undefined;
     }
     const r = unit.statements.find((s) => !s.done);
-    if (!r) return undefined;
+    if (!r) {
+      if (!unit.closed) unit.uncharged ??= { sqlstate, message };
+      return undefined;
+    }
     r.error = { sqlstate, message };
     return this.finish(r);
   }
@@ -186,12 +244,13 @@ export class StatementTracker {
     const ends: StatementEnd[] = [];
     for (const r of unit.statements) {
       if (r.done) continue;
-      ends.push(this.finish(r, unit.kind === 'extended'));
+      ends.push(this.finish(r, unit.kind === 'extended' && !r.error));
     }
     return ends;
   }
 
   private openExtended(): Unit {
+    this.copying = false;
     const last = this.units[this.units.length - 1];
     if (last && last.kind === 'extended' && !last.closed) return last;
     const unit: Unit = { kind: 'extended', statements: [], closed: false };
@@ -199,11 +258,11 @@ export class StatementTracker {
     return unit;
   }
 
-  private running(start: StatementStart): Running {
-    return { start, t0: this.now(), tags: [], rows: null, done: false };
+  private running(start: StatementStart, maxRows: number): Running {
+    return { start, t0: this.now(), maxRows, tags: [], rows: null, done: false };
   }
 
-  private finish(r: Running, skipped = false): StatementEnd {
+  private finish(r: Running, skipped = false, suspended = false): StatementEnd {
     r.done = true;
     const end: StatementEnd = {
       id: r.start.id,
@@ -212,6 +271,7 @@ export class StatementTracker {
       durationMs: Math.round((this.now() - r.t0) * 1000) / 1000,
       ...(r.error ? { error: r.error } : {}),
       ...(skipped ? { skipped: true } : {}),
+      ...(suspended ? { suspended: true } : {}),
     };
     return end;
   }

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { AuditStore } from '../../audit/store.js';
+import { SluiceError } from '../../errors.js';
 import type { AuditEventType, AuditQuery } from '../../events/types.js';
 import { sendError } from '../api-auth.js';
 
@@ -14,22 +15,23 @@ const TYPES: readonly AuditEventType[] = [
   'config.rejected',
 ];
 
-interface AuditQueryString {
-  after_seq?: string;
-  before_seq?: string;
-  type?: string;
-  session_id?: string;
-  subject?: string;
-  resource?: string;
-  since?: string;
-  until?: string;
-  q?: string;
-  limit?: string;
-  order?: string;
-}
+const PARAMS = ['after_seq', 'before_seq', 'type', 'session_id', 'subject', 'resource', 'since', 'until', 'q', 'limit', 'order'] as const;
+type AuditQueryString = { [K in (typeof PARAMS)[number]]?: string };
+
+/** Free text is matched with LIKE over every event; a bound keeps one request from costing too much. */
+export const MAX_TEXT_CHARS = 1000;
+const MAX_LIMIT = 1000;
 
 /** Parses the query string; returns an error message naming the bad parameter. */
-export function parseAuditQuery(qs: AuditQueryString): AuditQuery | string {
+export function parseAuditQuery(raw: Readonly<Record<string, unknown>>): AuditQuery | string {
+  const qs: AuditQueryString = {};
+  for (const name of PARAMS) {
+    const v = raw[name];
+    if (v === undefined) continue;
+    // A repeated parameter arrives as an array; guessing which one was meant could widen a search.
+    if (typeof v !== 'string') return `${name}: give it once (use a comma-separated list for several types)`;
+    qs[name] = v;
+  }
   const int = (name: string, v: string | undefined): number | undefined | string => {
     if (v === undefined) return undefined;
     return /^\d{1,15}$/.test(v) ? Number(v) : `${name}: expected a non-negative integer`;
@@ -38,6 +40,8 @@ export function parseAuditQuery(qs: AuditQueryString): AuditQuery | string {
   const beforeSeq = int('before_seq', qs.before_seq);
   const limit = int('limit', qs.limit);
   for (const v of [afterSeq, beforeSeq, limit]) if (typeof v === 'string') return v;
+  if (limit === 0) return `limit: expected 1 to ${MAX_LIMIT}`;
+  if (qs.q !== undefined && qs.q.length > MAX_TEXT_CHARS) return `q: at most ${MAX_TEXT_CHARS} characters`;
   const types = qs.type ? qs.type.split(',') : undefined;
   const bad = types?.find((t) => !(TYPES as readonly string[]).includes(t));
   if (bad) return `type: unknown event type ${bad}; one of ${TYPES.join(', ')}`;
@@ -55,16 +59,22 @@ export function parseAuditQuery(qs: AuditQueryString): AuditQuery | string {
     since: qs.since ? new Date(qs.since).toISOString() : undefined,
     until: qs.until ? new Date(qs.until).toISOString() : undefined,
     text: qs.q,
-    limit: Math.min((limit as number | undefined) ?? 100, 1000),
+    limit: Math.min((limit as number | undefined) ?? 100, MAX_LIMIT),
     order: qs.order as 'asc' | 'desc' | undefined,
   };
 }
 
 export function auditRoutes(app: FastifyInstance, store: AuditStore): void {
-  app.get<{ Querystring: AuditQueryString }>('/api/v1/audit/events', async (req, reply) => {
+  app.get<{ Querystring: Record<string, unknown> }>('/api/v1/audit/events', async (req, reply) => {
     const q = parseAuditQuery(req.query);
     if (typeof q === 'string') return sendError(reply, 400, 'query_invalid', q);
-    const events = store.query(q);
+    let events;
+    try {
+      events = store.query(q);
+    } catch (err) {
+      if (err instanceof SluiceError && err.code === 'audit_query_invalid') return sendError(reply, 400, 'query_invalid', err.message);
+      throw err;
+    }
     const last = events[events.length - 1];
     return { events, next: events.length === q.limit && last ? { [q.order === 'desc' ? 'before_seq' : 'after_seq']: last.seq } : null };
   });
