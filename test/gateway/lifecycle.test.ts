@@ -112,7 +112,6 @@ describe('configuration reload', () => {
     expect(t.logs.join('')).toContain('configuration reload refused; the previous configuration stays in effect');
 
     // A missing secret is refused the same way: nothing of the new version is half-applied.
-    cfg.server.bogus_key = undefined;
     delete cfg.server.bogus_key;
     cfg.resources[0].credentials.read.password = '${env:SLUICE_TEST_NOT_SET}';
     t.writeConfig(cfg);

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { FrameWriter } from '../../src/protocols/postgres/codec/frame-writer.js';
 import { cancelRequest, passwordMessage, query, sslRequest, startupMessage } from '../../src/protocols/postgres/codec/frontend-serializer.js';
 import { AUTH, REQUEST_CODE } from '../../src/protocols/postgres/codec/message-types.js';
-import { psql, pgClient } from '../support/clients.js';
+import { pgClient, psql, runClient } from '../support/clients.js';
 import { startGateway, type TestGateway } from '../support/gateway.js';
 import { CLOSED, RawClient, authCode, errorFields, openSession, type BackendMessage } from '../support/raw-client.js';
 
@@ -203,7 +203,6 @@ describe('refused startup parameters', () => {
 
   it('lets libpq connect with PGCLIENTENCODING=SQL_ASCII and refuses SJIS with a readable message', async () => {
     const base = { PATH: process.env.PATH ?? '', PGPASSWORD: token };
-    const { runClient } = await import('../support/clients.js');
     const bin = `${t.pg.binDir}/psql`;
     const ascii = await runClient(bin, ['-X', '-At', t.url('read'), '-c', 'show client_encoding'], { ...base, PGCLIENTENCODING: 'SQL_ASCII' });
     expect(ascii.stdout.trim()).toBe('UTF8');
