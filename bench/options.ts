@@ -34,7 +34,7 @@ export interface BenchOptions {
 export const FULL_DEFAULTS = {
   clients: 8,
   threads: 2,
-  durationS: 5,
+  durationS: 4,
   reps: 3,
   idleSessions: 1000,
   bulkRows: 1_000_000,

@@ -113,7 +113,7 @@ export function renderMarkdown(report: BenchReport): string {
     '## Running it',
     '',
     '```',
-    'npm run bench                       # every scenario, 3 repetitions of 5 s runs: under ten minutes',
+    'npm run bench                       # every scenario, 3 repetitions of 4 s runs: under ten minutes',
     'npm run bench -- --quick            # one repetition of 1 s runs, 300 idle sessions: about a minute',
     'npm run bench -- --quick --write    # the same, and rewrite this file',
     '```',

@@ -107,6 +107,7 @@ export async function runBench(opts: BenchOptions, run: RunBenchOptions = {}): P
     const cells = new Map<string, Cell>();
     for (let rep = 0; rep < opts.reps; rep++) {
       for (const { m, variants, subjects } of plans) {
+        if (rep >= (m.maxReps ?? Infinity)) continue;
         const live = subjects.filter((s) => !s.unavailable);
         for (const v of variants) {
           // Rotating the order keeps any drift of the machine from favouring one target.

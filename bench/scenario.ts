@@ -26,6 +26,8 @@ export type Sample = Readonly<Record<string, number | undefined>>;
  */
 export interface Measurement {
   readonly id: string;
+  /** Cap on repetitions for a slow measurement whose result varies little. */
+  readonly maxReps?: number;
   /** Runs once before the repetitions (scripts, tables). */
   prepare?(ctx: BenchContext): Promise<void>;
   variants(ctx: BenchContext): Variant[];

@@ -214,8 +214,29 @@ export class SqliteAuditStore implements AuditStore {
     }
   }
 
+  /**
+   * False while the last write failed. Readiness probes call this, and a
+   * gateway out of rotation writes nothing, so when unhealthy it probes the
+   * write lock itself (without waiting) to notice when writing works again.
+   */
   healthy(): boolean {
-    return this.lastWriteOk && !this.closed;
+    if (this.closed) return false;
+    if (!this.lastWriteOk && this.pending.length === 0 && !this.db.inTransaction) this.lastWriteOk = this.canTakeWriteLock();
+    return this.lastWriteOk;
+  }
+
+  private canTakeWriteLock(): boolean {
+    const timeout = this.db.pragma('busy_timeout', { simple: true }) as number;
+    try {
+      this.db.pragma('busy_timeout = 0');
+      this.db.exec('BEGIN IMMEDIATE');
+      this.db.exec('ROLLBACK');
+      return true;
+    } catch {
+      return false;
+    } finally {
+      this.db.pragma(`busy_timeout = ${timeout}`);
+    }
   }
 
   stats(): AuditStoreStats {

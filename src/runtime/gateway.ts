@@ -66,7 +66,6 @@ export class Gateway {
     this.http = createHttpServer({
       state: () => this.current,
       store,
-      events: this.events,
       registry: this.registry,
       metrics: this.metrics,
       jwks: () => keyring.jwks(),
@@ -142,7 +141,10 @@ export class Gateway {
         ? decideSession(next.config.policies, { principal: s.principal, resource: s.resource, grant: s.grant, now: Math.floor(s.openedAt.getTime() / 1000) })
         : undefined;
       const credential = next.credentials.get(s.resource)?.get(s.grant);
-      if (decision?.allowed && credential) continue;
+      if (decision?.allowed && credential) {
+        if (decision.endsAt !== undefined) s.limitEnd(new Date(decision.endsAt * 1000));
+        continue;
+      }
       terminated++;
       const why = !resource
         ? `resource "${s.resource}" was removed from the configuration`

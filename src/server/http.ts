@@ -1,6 +1,5 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { AuditStore } from '../audit/store.js';
-import type { EventPipeline } from '../events/pipeline.js';
 import type { JWK } from 'jose';
 import type { Logger } from '../observability/log.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
@@ -13,7 +12,6 @@ import { sessionRoutes } from './routes/sessions.js';
 export interface HttpDeps {
   readonly state: () => GatewayState;
   readonly store: AuditStore;
-  readonly events: EventPipeline;
   readonly registry: SessionRegistry;
   readonly metrics: GatewayMetrics;
   readonly jwks: () => { keys: JWK[] };
@@ -56,7 +54,7 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
       audit.addHook('preHandler', requirePermission(deps.state, 'audit:read'));
       auditRoutes(audit, deps.store);
     });
-    sessionRoutes(api, deps.registry, deps.events, {
+    sessionRoutes(api, deps.registry, {
       read: requirePermission(deps.state, 'sessions:read'),
       terminate: requirePermission(deps.state, 'sessions:terminate'),
     });

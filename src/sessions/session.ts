@@ -1,11 +1,13 @@
 import type { GrantName } from '../config/schema.js';
-import type { Principal } from '../identity/principal.js';
+import type { Principal, PrincipalRef } from '../identity/principal.js';
 
 /** Why Sluice ends a session; sent to the client as a FATAL error. */
 export interface TerminationReason {
   readonly code: string;
   readonly sqlstate: string;
   readonly message: string;
+  /** Who ended the session, when a person or machine did (operator termination). */
+  readonly by?: PrincipalRef;
 }
 
 /** A live session as the rest of Sluice sees it, whatever the protocol. */
@@ -19,13 +21,15 @@ export interface Session {
   readonly policy: string;
   readonly openedAt: Date;
   /** When Sluice ends the session (max_session_duration), if bounded. */
-  readonly endsAt?: Date;
+  readonly endsAt: Date | undefined;
   readonly clientAddress: string;
   readonly tls: boolean;
   readonly applicationName?: string;
   bytesFromClient: number;
   bytesToClient: number;
   statements: number;
+  /** Brings the end of the session forward (never back), for example when a reload tightens max_session_duration. */
+  limitEnd(endsAt: Date): void;
   /** Ends the session with a FATAL error to the client and closes the backend connection. */
   terminate(reason: TerminationReason): void;
 }

@@ -89,6 +89,17 @@ describe('configuration reload', () => {
     expect(t.logs.join('')).toContain('"msg":"configuration reloaded"');
   });
 
+  it('applies a tightened max_session_duration to sessions already open', async () => {
+    const t = await gateway();
+    const alice = await watched(t, 'read', await t.token('alice', ['dba']));
+    const cfg = baseConfig(t.pg, t.dir) as Record<string, any>;
+    cfg.policies[0].max_session_duration = '1s';
+    t.writeConfig(cfg);
+    expect(await t.gw.reload()).toEqual({ ok: true, terminated: 0 });
+    const err = await alice.ended;
+    expect(err).toMatchObject({ code: '57P01', message: 'the session reached its max_session_duration; reconnect with a fresh token' });
+  });
+
   it('refuses an invalid file and keeps the old configuration', async () => {
     const t = await gateway();
     const cfg = baseConfig(t.pg, t.dir) as Record<string, any>;
@@ -274,11 +285,27 @@ describe('session limits', () => {
     expect(third.message).toBe('resource "orders" has reached its limit of 2 sessions; try again later');
 
     await first.client.end();
-    await vi.waitFor(() => expect(t.gw.registry.countForResource('orders')).toBe(1));
+    await vi.waitFor(() => expect(t.gw.registry.list().filter((x) => x.resource === 'orders')).toHaveLength(1));
     const later = await pgClient(t, 'read', alice);
     await later.end();
     const reasons = t.gw.store.query({ types: ['session.refused'], limit: 10 }).map((e) => e.data.reason);
     expect(reasons).toEqual(['principal_session_limit', 'resource_session_limit']);
+  });
+});
+
+describe('limits under concurrent connects', () => {
+  it('never lets concurrent connects overshoot max_sessions', async () => {
+    const t = await gateway((c) => {
+      c.resources[0].limits = { max_sessions: 1, max_sessions_per_principal: 10 };
+    });
+    const tokens = await Promise.all(Array.from({ length: 6 }, (_, i) => t.token(`racer${i}`, ['dba'])));
+    const results = await Promise.allSettled(tokens.map((tk) => pgClient(t, 'read', tk)));
+    const opened = results.filter((r) => r.status === 'fulfilled');
+    expect(opened).toHaveLength(1);
+    for (const r of results) {
+      if (r.status === 'rejected') expect(String((r.reason as Error).message)).toContain('has reached its limit of 1 sessions');
+    }
+    await (opened[0] as PromiseFulfilledResult<Awaited<ReturnType<typeof pgClient>>>).value.end();
   });
 });
 
@@ -324,6 +351,8 @@ describe('an audit store that cannot write', () => {
       lock.exec('ROLLBACK');
       lock.close();
     }
+    // A gateway out of rotation writes nothing; readiness must notice by itself that the store works again.
+    expect((await fetch(`${t.httpUrl}/readyz`)).status).toBe(200);
 
     const ok = await client.query(`insert into ${table} values (2)`);
     expect(ok.rowCount).toBe(1);

@@ -94,6 +94,15 @@ describe('psql through Sluice', () => {
     expect(noToken.code).not.toBe(0);
   });
 
+  it('ends a session whose client_encoding is changed away from UTF-8', async () => {
+    const token = await t.token('alice', ['dba']);
+    const r = await psql(t, t.url('read'), token, ['-c', "set client_encoding = 'SJIS'", '-c', 'select 1']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('client_encoding was changed to SJIS; Sluice inspects statements as UTF-8');
+    const same = await psql(t, t.url('read'), token, ['-c', "set client_encoding = 'UTF8'", '-c', 'select 1']);
+    expect(same.stdout.trim()).toBe('SET\n1');
+  });
+
   it('refuses expired and foreign tokens without echoing them', async () => {
     const forged = (await t.token('alice', ['dba'])).replace(/\.[^.]+$/, '.AAAA');
     const r = await psql(t, t.url('read'), forged, ['-c', 'select 1']);

@@ -73,10 +73,10 @@ export class PostgresListener {
     runStartup(socket, {
       ctx: this.ctx,
       cancelKeys: this.cancelKeys,
-      onSession: (s) => {
+      onSession: (s, reservation) => {
         uncount();
         this.sessions.add(s);
-        this.ctx.registry.add(s);
+        this.ctx.registry.add(s, reservation);
         this.ctx.metrics.sessionsActive.labels('postgres').inc();
         this.ctx.metrics.sessionsOpened.labels('postgres', s.resource, s.grant).inc();
       },

@@ -6,7 +6,7 @@ import { principalRef, type Principal } from '../../identity/principal.js';
 import type { Session, TerminationReason } from '../../sessions/session.js';
 import type { BackendConnection } from './backend/connect.js';
 import { BackendScanner } from './backend-scanner.js';
-import { parseCommandComplete, parseErrorFields, parseReadyForQuery } from './codec/backend-parser.js';
+import { parseCommandComplete, parseErrorFields, parseParameterStatus, parseReadyForQuery } from './codec/backend-parser.js';
 import { errorResponse, readyForQuery } from './codec/backend-serializer.js';
 import { ProtocolError } from './codec/errors.js';
 import type { FrameReader } from './codec/frame-reader.js';
@@ -35,7 +35,7 @@ export interface SessionInit {
 
 const PAUSE_AUDIT = 1;
 const PAUSE_BACKPRESSURE = 2;
-const WANTED_FROM_BACKEND = new Set<number>([BE.CommandComplete, BE.ErrorResponse, BE.ReadyForQuery, BE.EmptyQueryResponse, BE.PortalSuspended, BE.CopyInResponse]);
+const WANTED_FROM_BACKEND = new Set<number>([BE.CommandComplete, BE.ErrorResponse, BE.ReadyForQuery, BE.EmptyQueryResponse, BE.PortalSuspended, BE.CopyInResponse, BE.ParameterStatus]);
 
 /**
  * One authenticated PostgreSQL session: relays frames between client and
@@ -51,7 +51,7 @@ export class PostgresSession implements Session {
   readonly grant: GrantName;
   readonly policy: string;
   readonly openedAt = new Date();
-  readonly endsAt?: Date;
+  private end?: Date;
   readonly clientAddress: string;
   readonly tls: boolean;
   readonly applicationName?: string;
@@ -70,6 +70,7 @@ export class PostgresSession implements Session {
   private closeReason = 'client_closed';
   private endTimer?: NodeJS.Timeout;
   private completed: AuditEventInput[] = [];
+  private encodingChangedTo?: string;
   private readonly counters: { statements: { inc(): void }; errors: { inc(): void }; toClient: { inc(n: number): void }; fromClient: { inc(n: number): void } };
 
   constructor(
@@ -82,7 +83,6 @@ export class PostgresSession implements Session {
     this.resource = init.resource;
     this.grant = init.grant;
     this.policy = init.policy;
-    this.endsAt = init.endsAt;
     this.clientAddress = init.clientAddress;
     this.tls = init.tls;
     this.applicationName = init.applicationName;
@@ -107,14 +107,7 @@ export class PostgresSession implements Session {
     this.backend.on('close', () => this.close('backend_closed'));
     this.backend.on('error', () => this.close('backend_error'));
     this.backend.on('drain', () => this.resumeClient(PAUSE_BACKPRESSURE));
-    if (this.endsAt) {
-      const ms = Math.max(0, Math.min(this.endsAt.getTime() - Date.now(), 2 ** 31 - 1));
-      this.endTimer = setTimeout(
-        () => this.terminate({ code: 'session_duration_exceeded', sqlstate: '57P01', message: 'the session reached its max_session_duration; reconnect with a fresh token' }),
-        ms,
-      );
-      this.endTimer.unref();
-    }
+    if (init.endsAt) this.limitEnd(init.endsAt);
     // Deferred so that the listener has registered the session before anything can close it.
     setImmediate(() => {
       if (this.closed) return;
@@ -125,6 +118,22 @@ export class PostgresSession implements Session {
     });
   }
 
+  get endsAt(): Date | undefined {
+    return this.end;
+  }
+
+  limitEnd(endsAt: Date): void {
+    if (this.closed || (this.end && this.end <= endsAt)) return;
+    this.end = endsAt;
+    clearTimeout(this.endTimer);
+    const ms = Math.max(0, Math.min(endsAt.getTime() - Date.now(), 2 ** 31 - 1));
+    this.endTimer = setTimeout(
+      () => this.terminate({ code: 'session_duration_exceeded', sqlstate: '57P01', message: 'the session reached its max_session_duration; reconnect with a fresh token' }),
+      ms,
+    );
+    this.endTimer.unref();
+  }
+
   terminate(reason: TerminationReason): void {
     if (this.closed) return;
     this.closeReason = reason.code;
@@ -133,7 +142,7 @@ export class PostgresSession implements Session {
       this.client.write(errorResponse({ severity: 'FATAL', code: reason.sqlstate, message: reason.message }));
     }
     void this.ctx.events
-      .record([this.event('session.terminated', { reason: reason.code, message: reason.message })])
+      .record([this.event('session.terminated', { reason: reason.code, message: reason.message, ...(reason.by ? { by: reason.by } : {}) })])
       .catch((err) => this.auditFailed(err));
     this.close(reason.code);
   }
@@ -279,6 +288,13 @@ export class PostgresSession implements Session {
       void this.ctx.events.record(events).catch((err) => this.auditFailed(err));
     }
     if (!this.client.write(chunk)) this.backend.pause();
+    if (this.encodingChangedTo !== undefined) {
+      this.terminate({
+        code: 'client_encoding_changed',
+        sqlstate: '0A000',
+        message: `client_encoding was changed to ${this.encodingChangedTo}; Sluice inspects statements as UTF-8, so the session was ended. Keep client_encoding UTF8`,
+      });
+    }
   };
 
   private readonly onBackendMessage = (type: number, payload: Buffer): void => {
@@ -304,6 +320,12 @@ export class PostgresSession implements Session {
       case BE.ReadyForQuery:
         for (const e of this.tracker.ready(parseReadyForQuery(payload))) this.completedEvent(e);
         return;
+      case BE.ParameterStatus: {
+        // A multi-byte client encoding such as SJIS would make the backend read statement bytes differently from the UTF-8 Sluice inspected.
+        const [name, value] = parseParameterStatus(payload);
+        if (name === 'client_encoding' && value.toUpperCase() !== 'UTF8') this.encodingChangedTo = value;
+        return;
+      }
     }
     if (end) this.completedEvent(end);
   };

@@ -12,6 +12,7 @@ import { ProtocolError } from './codec/errors.js';
 import { FrameReader } from './codec/frame-reader.js';
 import { parsePassword, parseStartupPacket } from './codec/frontend-parser.js';
 import { FE } from './codec/message-types.js';
+import type { Reservation } from '../../sessions/registry.js';
 import type { CancelKeys } from './cancel-keys.js';
 import type { PostgresAdapterContext } from './context.js';
 import { Incoming } from './incoming.js';
@@ -36,7 +37,7 @@ const MAX_TOKEN_BYTES = 65_535;
 export interface StartupDeps {
   readonly ctx: PostgresAdapterContext;
   readonly cancelKeys: CancelKeys;
-  readonly onSession: (s: PostgresSession) => void;
+  readonly onSession: (s: PostgresSession, reservation: Reservation) => void;
   readonly onSessionClosed: (s: PostgresSession) => void;
 }
 
@@ -58,6 +59,7 @@ export async function runStartup(raw: Socket, deps: StartupDeps): Promise<void> 
   let principal: Principal | undefined;
   let request: StartupRequest | undefined;
   let backend: BackendConnection | undefined;
+  let reservation: Reservation | undefined;
   incoming.attach(raw);
   // Also bounds the TLS handshake, during which no read is pending on `incoming`.
   const deadline = new AbortController();
@@ -147,16 +149,20 @@ export async function runStartup(raw: Socket, deps: StartupDeps): Promise<void> 
     if (!credential) {
       throw new Refusal('grant_unavailable', '42501', `resource "${resource.name}" has no backend credential for grant ${request.grant}; ask the Sluice operator`);
     }
-    if (ctx.registry.countForResource(resource.name) >= resource.limits.max_sessions) {
-      throw new Refusal('resource_session_limit', '53300', `resource "${resource.name}" has reached its limit of ${resource.limits.max_sessions} sessions; try again later`);
+    const reserved = ctx.registry.reserve(resource.name, principal, {
+      maxSessions: resource.limits.max_sessions,
+      maxPerPrincipal: resource.limits.max_sessions_per_principal,
+    });
+    if (!reserved.ok) {
+      throw reserved.limit === 'resource'
+        ? new Refusal('resource_session_limit', '53300', `resource "${resource.name}" has reached its limit of ${resource.limits.max_sessions} sessions; try again later`)
+        : new Refusal(
+            'principal_session_limit',
+            '53300',
+            `you have reached the limit of ${resource.limits.max_sessions_per_principal} sessions on resource "${resource.name}"; close some and try again`,
+          );
     }
-    if (ctx.registry.countForPrincipal(resource.name, principal) >= resource.limits.max_sessions_per_principal) {
-      throw new Refusal(
-        'principal_session_limit',
-        '53300',
-        `you have reached the limit of ${resource.limits.max_sessions_per_principal} sessions on resource "${resource.name}"; close some and try again`,
-      );
-    }
+    reservation = reserved.reservation;
 
     const target: BackendTarget = {
       host: resource.upstream.host,
@@ -235,7 +241,7 @@ export async function runStartup(raw: Socket, deps: StartupDeps): Promise<void> 
         deps.onSessionClosed(s);
       },
     );
-    deps.onSession(session);
+    deps.onSession(session, reservation);
     // A close that happened between the check above and the handover was seen by no one: end the session now.
     if (socket.destroyed) {
       session.terminate({ code: 'client_disconnected', sqlstate: '08006', message: 'the client closed the connection while its session was being opened' });
@@ -244,6 +250,7 @@ export async function runStartup(raw: Socket, deps: StartupDeps): Promise<void> 
     clearTimeout(timer);
     incoming.detach();
     backend?.socket.destroy();
+    reservation?.release();
     refuse(socket, err, deps, { clientAddress, tls, principal, request });
   }
 }

@@ -68,6 +68,7 @@ export interface TrackerOptions {
 }
 
 const REDACTED = '[redacted]';
+const BYTEA_OID = 17;
 
 export class StatementTracker {
   private nextId = 1;
@@ -114,8 +115,11 @@ export class StatementTracker {
     const types = this.prepared.get(statement)?.paramTypes ?? [];
     const values = params.map((v, i) => {
       if (v === null) return null;
-      if (this.opts.redactTypeOids.has(types[i] ?? 0)) return REDACTED;
+      const type = types[i] ?? 0;
       const binary = (paramFormats.length === 1 ? paramFormats[0] : paramFormats[i] ?? 0) === 1;
+      if (this.opts.redactTypeOids.has(type)) return REDACTED;
+      // Drivers such as node-postgres send Buffers as binary without declaring a type: treat them as bytea.
+      if (binary && type === 0 && this.opts.redactTypeOids.has(BYTEA_OID)) return REDACTED;
       const s = binary ? `\\x${v.subarray(0, this.opts.maxParamChars / 2).toString('hex')}` : v.toString('utf8');
       return s.length > this.opts.maxParamChars ? `${s.slice(0, this.opts.maxParamChars)}…` : s;
     });

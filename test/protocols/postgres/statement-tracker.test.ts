@@ -49,6 +49,11 @@ function showEnd(e: StatementEnd): string {
 }
 
 /** Feeds the steps to a fresh tracker; returns the events it produced, in order, and the tracker. */
+/** Without bytea on the redaction list, untyped binary parameters are shown as hex. */
+function untypedBinaryShown(): StatementTracker {
+  return new StatementTracker({ redactTypeOids: new Set(), maxParamChars: 16 });
+}
+
 function run(steps: readonly Step[], t = tracker()): { log: string[]; t: StatementTracker } {
   const log: string[] = [];
   const ended = (e: StatementEnd | undefined) => e && log.push(showEnd(e));
@@ -307,17 +312,19 @@ describe('statement tracker', () => {
       ['B', '', 'ins', ['a.txt', Buffer.from('secret'), Buffer.from([0xde, 0xad]), null], [0, 1, 1, 0]],
       ['E', ''],
     ];
-    expect(run(steps).log).toEqual(['start 1 extended "insert into files values ($1, $2, $3, $4)" as ins (a.txt, [redacted], \\xdead, NULL)']);
+    // $3 is binary with no declared type: with bytea on the list it is treated as bytea.
+    expect(run(steps).log).toEqual(['start 1 extended "insert into files values ($1, $2, $3, $4)" as ins (a.txt, [redacted], [redacted], NULL)']);
+    expect(run(steps, untypedBinaryShown()).log).toEqual(['start 1 extended "insert into files values ($1, $2, $3, $4)" as ins (a.txt, \\x736563726574, \\xdead, NULL)']);
   });
 
   it('applies a single format code to every parameter', () => {
     const steps: Step[] = [['P', '', 'select $1, $2'], ['B', '', '', [Buffer.from([1]), Buffer.from([2])], [1]], ['E', '']];
-    expect(run(steps).log).toEqual(['start 1 extended "select $1, $2" (\\x01, \\x02)']);
+    expect(run(steps, untypedBinaryShown()).log).toEqual(['start 1 extended "select $1, $2" (\\x01, \\x02)']);
   });
 
   it('truncates long parameters to maxParamChars, text and binary alike', () => {
     const steps: Step[] = [['P', '', 'select $1, $2'], ['B', '', '', ['x'.repeat(40), Buffer.alloc(40, 0xab)], [0, 1]], ['E', '']];
-    const [start] = run(steps).log;
+    const [start] = run(steps, untypedBinaryShown()).log;
     expect(start).toBe(`start 1 extended "select $1, $2" (${'x'.repeat(16)}…, \\x${'ab'.repeat(7)}…)`);
   });
 
