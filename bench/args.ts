@@ -29,7 +29,7 @@ export function parseArgs(argv: readonly string[], repoRoot: string): BenchOptio
     .option('--threads <n>', `pgbench threads (default ${FULL_DEFAULTS.threads})`, positiveInt('threads'))
     .option('--duration <s>', `seconds per timed run (default ${FULL_DEFAULTS.durationS}, quick ${QUICK_DEFAULTS.durationS})`, positiveInt('duration'))
     .option('--reps <n>', `repetitions (default ${FULL_DEFAULTS.reps}, quick ${QUICK_DEFAULTS.reps})`, positiveInt('reps'))
-    .option('--idle-sessions <n>', `idle sessions for scenario 5 (default ${FULL_DEFAULTS.idleSessions}, quick ${QUICK_DEFAULTS.idleSessions})`, positiveInt('idle-sessions'))
+    .option('--idle-sessions <n>', `idle sessions for scenario 5 (default ${FULL_DEFAULTS.idleSessions})`, positiveInt('idle-sessions'))
     .option('--bulk-rows <n>', `rows read by scenario 4 (default ${FULL_DEFAULTS.bulkRows})`, positiveInt('bulk-rows'))
     .option('--scale <n>', `pgbench scale (default ${FULL_DEFAULTS.scale})`, positiveInt('scale'))
     .option('--quick', 'about a minute: one repetition of short runs')

@@ -114,7 +114,7 @@ export function renderMarkdown(report: BenchReport): string {
     '',
     '```',
     'npm run bench                       # every scenario, 3 repetitions of 4 s runs: under ten minutes',
-    'npm run bench -- --quick            # one repetition of 1 s runs, 300 idle sessions: about a minute',
+    'npm run bench -- --quick            # one repetition of 1 s runs: about a minute',
     'npm run bench -- --quick --write    # the same, and rewrite this file',
     '```',
     '',

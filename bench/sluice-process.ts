@@ -5,7 +5,9 @@ import pg from 'pg';
 import { stringify } from 'yaml';
 import type { ConnParams, Transport } from './connection.js';
 import { pgClientConfig } from './connection.js';
+import { freePort } from '../src/devdb/free-port.js';
 import { BenchError } from './errors.js';
+import { collectGarbage } from './inspector.js';
 import { hasExited, readRssBytes, runCommand, stopChild, tail, waitForPort } from './processes.js';
 import { PASSWORD_ENV } from './sluice-configs.js';
 
@@ -21,10 +23,15 @@ export interface SluiceInstance {
   readonly configFile: string;
   conn(transport: Transport): ConnParams;
   rssBytes(): number;
-  /** V8 heap in use, from the Prometheus endpoint; undefined when it does not answer. */
+  /**
+   * V8 heap in use right after a full garbage collection, from the
+   * Prometheus endpoint; undefined unless the process was restarted with
+   * `inspect` (the collection goes through the inspector) or when an
+   * endpoint does not answer.
+   */
   heapUsedBytes(): Promise<number | undefined>;
   /** A fresh gateway process on the same ports and data directory; the token stays valid. */
-  restart(): Promise<void>;
+  restart(opts?: { inspect?: boolean }): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -59,13 +66,15 @@ export async function startSluice(opts: StartSluiceOptions): Promise<SluiceInsta
       return '';
     }
   };
+  let inspectPort: number | undefined;
   const launch = async (): Promise<ChildProcess> => {
     // Logs go straight to a file: piping them through the harness would
     // spend CPU that pgbench and the gateway compete for.
     const logFd = openSync(logFile, 'a');
     let child: ChildProcess;
     try {
-      child = spawn(process.execPath, [...prof, bin, 'start', '--config', configFile], { cwd: opts.dir, env, stdio: ['ignore', logFd, logFd] });
+      const inspect = inspectPort ? [`--inspect=127.0.0.1:${inspectPort}`] : [];
+      child = spawn(process.execPath, [...prof, ...inspect, bin, 'start', '--config', configFile], { cwd: opts.dir, env, stdio: ['ignore', logFd, logFd] });
     } finally {
       closeSync(logFd);
     }
@@ -96,9 +105,18 @@ export async function startSluice(opts: StartSluiceOptions): Promise<SluiceInsta
       configFile,
       conn: (transport) => ({ host: '127.0.0.1', port: opts.postgresPort, user: 'read', password: token, database: opts.database, transport }),
       rssBytes: () => readRssBytes(child.pid as number),
-      heapUsedBytes: () => heapUsed(opts.httpPort),
-      restart: async () => {
+      heapUsedBytes: async () => {
+        if (!inspectPort) return undefined;
+        try {
+          await collectGarbage(inspectPort);
+        } catch {
+          return undefined;
+        }
+        return heapUsed(opts.httpPort);
+      },
+      restart: async (o) => {
         await stopChild(child);
+        inspectPort = o?.inspect ? await freePort() : undefined;
         child = await launch();
       },
       stop: () => stopChild(child),

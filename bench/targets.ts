@@ -20,9 +20,9 @@ export interface Target {
 
 export interface MiddleProcess {
   pid(): number;
-  /** Replaces the process with a fresh one on the same port. */
-  restart(): Promise<void>;
-  /** V8 heap in use; undefined for a process without one (pgbouncer) or when it does not say. */
+  /** Replaces the process with a fresh one on the same port; `inspect` lets heapUsedBytes collect garbage first. */
+  restart(opts?: { inspect?: boolean }): Promise<void>;
+  /** Live V8 heap after a full collection; undefined for a process without one (pgbouncer) or when it cannot say. */
   heapUsedBytes?(): Promise<number | undefined>;
 }
 

@@ -4,8 +4,8 @@ import type { ConnParams, Transport } from '../connection.js';
 import { pgClientConfig } from '../connection.js';
 import { BenchError } from '../errors.js';
 import { readRssBytes } from '../processes.js';
-import type { Measurement, TableSpec } from '../scenario.js';
-import type { Target } from '../targets.js';
+import type { Measurement, Sample, TableSpec } from '../scenario.js';
+import type { MiddleProcess, Target } from '../targets.js';
 import { inScenario } from '../targets.js';
 import { transportVariants } from './select-only.js';
 
@@ -55,33 +55,42 @@ export const idleSessions: Measurement = {
     if (!middle) throw new BenchError('bench_no_middle', `${target.name} has no process in the middle to measure`);
     // A fresh process: memory that earlier scenarios freed but the process
     // kept would otherwise absorb the sessions and hide their cost.
-    await middle.restart();
-    const conn = target.conn(variant.key as Transport);
-    await closeSessions(await openSessions(conn, WARMUP_SESSIONS));
-    // The slope between half and all of the sessions: what the first
-    // sessions pay once per process (lazy initialisation, pools) stays out.
-    const n = ctx.opts.idleSessions;
-    const half = Math.floor(n / 2);
-    const clients: pg.Client[] = [];
+    await middle.restart({ inspect: true });
     try {
-      clients.push(...(await openSessions(conn, half)));
-      await sleep(SETTLE_MS);
-      const rss0 = readRssBytes(middle.pid());
-      const heap0 = await middle.heapUsedBytes?.();
-      clients.push(...(await openSessions(conn, n - half)));
-      await sleep(SETTLE_MS);
-      const rss1 = readRssBytes(middle.pid());
-      const heap1 = await middle.heapUsedBytes?.();
-      return {
-        rssPerSessionKiB: (rss1 - rss0) / (n - half) / KiB,
-        heapPerSessionKiB: heap0 !== undefined && heap1 !== undefined ? (heap1 - heap0) / (n - half) / KiB : undefined,
-        rssMiB: rss1 / MiB,
-      };
+      return await measure(middle, target.conn(variant.key as Transport), ctx.opts.idleSessions);
     } finally {
-      await closeSessions(clients);
+      // Later measurements get a process without the inspector attached.
+      await middle.restart();
     }
   },
 };
+
+async function measure(middle: MiddleProcess, conn: ConnParams, n: number): Promise<Sample> {
+  await closeSessions(await openSessions(conn, WARMUP_SESSIONS));
+  // The slope between half and all of the sessions: what the first
+  // sessions pay once per process (lazy initialisation, pools) stays out.
+  const half = Math.floor(n / 2);
+  const clients: pg.Client[] = [];
+  const snapshot = async () => {
+    await sleep(SETTLE_MS);
+    // Heap first: it forces a full collection, which RSS then reflects.
+    const heap = await middle.heapUsedBytes?.();
+    return { heap, rss: readRssBytes(middle.pid()) };
+  };
+  try {
+    clients.push(...(await openSessions(conn, half)));
+    const a = await snapshot();
+    clients.push(...(await openSessions(conn, n - half)));
+    const b = await snapshot();
+    return {
+      rssPerSessionKiB: (b.rss - a.rss) / (n - half) / KiB,
+      heapPerSessionKiB: a.heap !== undefined && b.heap !== undefined ? (b.heap - a.heap) / (n - half) / KiB : undefined,
+      rssMiB: b.rss / MiB,
+    };
+  } finally {
+    await closeSessions(clients);
+  }
+}
 
 const isMiddle = (t: Target) => t.kind === 'pgbouncer' || inScenario(t, 5);
 
@@ -90,7 +99,7 @@ export const scenario5: TableSpec = {
   title: 'Idle sessions',
   measurement: idleSessions,
   describe: (o) =>
-    `${o.idleSessions} authenticated sessions that ran SELECT 1 and stay idle. The middle process is restarted and ${WARMUP_SESSIONS} sessions come and go; memory per session is the growth from ${Math.floor(o.idleSessions / 2)} to ${o.idleSessions} open sessions, divided by the sessions added. RSS from /proc/<pid>/status; heap from Sluice's /metrics (nodejs_heap_size_used_bytes), which counts garbage not yet collected, so it is noisy. At most 2 repetitions. A direct session is a PostgreSQL backend process, so direct has no row.`,
+    `${o.idleSessions} authenticated sessions that ran SELECT 1 and stay idle. The middle process is restarted and ${WARMUP_SESSIONS} sessions come and go; memory per session is the growth from ${Math.floor(o.idleSessions / 2)} to ${o.idleSessions} open sessions, divided by the sessions added. RSS from /proc/<pid>/status; heap from Sluice's /metrics (nodejs_heap_size_used_bytes) right after a full garbage collection forced through the inspector. At most 2 repetitions. A direct session is a PostgreSQL backend process, so direct has no row.`,
   metrics: [
     { key: 'rssPerSessionKiB', header: 'RSS KiB/session', digits: 1 },
     { key: 'heapPerSessionKiB', header: 'heap KiB/session', digits: 1 },

@@ -71,7 +71,7 @@ export class PostgresSession implements Session {
   private endTimer?: NodeJS.Timeout;
   private completed: AuditEventInput[] = [];
   private encodingChangedTo?: string;
-  private readonly counters: { statements: { inc(): void }; errors: { inc(): void }; toClient: { inc(n: number): void }; fromClient: { inc(n: number): void } };
+  private readonly counters: { statements: { inc(n?: number): void }; errors: { inc(): void }; toClient: { inc(n: number): void }; fromClient: { inc(n: number): void } };
 
   constructor(
     private readonly ctx: PostgresAdapterContext,
@@ -237,7 +237,7 @@ export class PostgresSession implements Session {
       () => {
         this.auditing = false;
         if (this.closed) return;
-        for (let i = 0; i < started.length; i++) this.counters.statements.inc();
+        this.counters.statements.inc(started.length);
         this.forward(out);
         this.resumeClient(PAUSE_AUDIT);
         if (this.reader.buffered > 0) this.processClient();
