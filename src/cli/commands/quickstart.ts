@@ -1,12 +1,11 @@
 import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { stringify } from 'yaml';
 import { loadConfigFile } from '../../config/load.js';
 import { SluiceError } from '../../errors.js';
 import { ensureDemoSecrets, startDemoDatabase, DEMO_ROLES } from '../../devdb/demo.js';
 import { freePort } from '../../devdb/free-port.js';
-import { findPostgresBinDir } from '../../devdb/cluster.js';
 import { devIssuerFor } from '../../runtime/build-state.js';
 import { Gateway } from '../../runtime/gateway.js';
 import { createLogger } from '../../observability/log.js';
@@ -16,6 +15,7 @@ interface QuickstartOptions {
   dataDir: string;
   port: string;
   httpPort: string;
+  demoDb: 'auto' | 'postgres' | 'pglite';
 }
 
 /** The quick start's sluice.yaml: every embedded default, a demo resource and a demo identity. */
@@ -52,6 +52,11 @@ export function quickstartCommand(program: Command): void {
     .option('--data-dir <dir>', 'where the store, keys, TLS certificate and demo database live', 'sluice-data')
     .option('--port <port>', 'PostgreSQL listener port', '6432')
     .option('--http-port <port>', 'HTTP API port', '8080')
+    .addOption(
+      new Option('--demo-db <engine>', 'demo database: local PostgreSQL binaries, embedded PGlite, or auto (PostgreSQL where installed)')
+        .choices(['auto', 'postgres', 'pglite'])
+        .default('auto'),
+    )
     .action(async (o: QuickstartOptions) => {
       const dataDir = resolve(o.dataDir);
       mkdirSync(dataDir, { recursive: true });
@@ -65,17 +70,14 @@ export function quickstartCommand(program: Command): void {
         writeFileSync(configFile, `# Written by "sluice quickstart": embedded defaults, a demo database, the development issuer.\n${yaml}`);
       }
       const { config } = loadConfigFile(configFile);
-      if (!findPostgresBinDir()) {
-        throw new SluiceError('devdb_no_postgres', 'the quick start needs local PostgreSQL binaries for its demo database: apt-get install postgresql (or set SLUICE_PG_BINDIR)');
-      }
       const demo = config.resources.find((r) => r.name === 'demo');
       if (!demo) throw new SluiceError('quickstart_config', `${configFile} has no "demo" resource; delete the file to regenerate it`);
-      const cluster = await startDemoDatabase(join(dataDir, 'demo-db'), demo.upstream.port, secrets);
+      const demoDb = await startDemoDatabase(join(dataDir, 'demo-db'), demo.upstream.port, secrets, o.demoDb);
       let gw: Gateway;
       try {
         gw = await Gateway.start({ config, configFile, log: createLogger('error', process.stderr) });
       } catch (err) {
-        await cluster.stop();
+        await demoDb.stop();
         throw err;
       }
       const dev = devIssuerFor(config, gw.keyring)!;
@@ -85,7 +87,7 @@ export function quickstartCommand(program: Command): void {
       process.stdout.write(
         [
           '',
-          'Sluice is running on embedded defaults (SQLite store, self-signed TLS, development issuer, demo database).',
+          `Sluice is running on embedded defaults (SQLite store, self-signed TLS, development issuer, demo database on ${demoDb.engine === 'postgres' ? 'local PostgreSQL' : 'embedded PGlite: single-user, so the database does not enforce the grants'}).`,
           '',
           'Connect as the demo identity (token valid 8 hours):',
           `  export PGPASSWORD='${token}'`,
@@ -99,6 +101,6 @@ export function quickstartCommand(program: Command): void {
           '',
         ].join('\n'),
       );
-      await runUntilSignalled(gw, () => cluster.stop());
+      await runUntilSignalled(gw, () => demoDb.stop());
     });
 }
