@@ -6,7 +6,7 @@ import type { AuditEvent, AuditEventInput, AuditEventType, AuditQuery } from '..
 import { describeError } from '../store/describe-error.js';
 import { openSqlite, type SqliteDatabase } from '../store/sqlite.js';
 import { canonicalJson, eventHash, GENESIS_HASH } from './hash-chain.js';
-import type { AuditStore } from './store.js';
+import { DEFERRED_FLUSH_MS, type AppendOptions, type AuditStore } from './store.js';
 
 export interface SqliteAuditStoreOptions {
   readonly path: string;
@@ -65,8 +65,11 @@ const MAX_LIMIT = 1000;
  *
  * Group commit: appends made in the same tick are written in one transaction
  * on the next setImmediate, so a busy gateway pays one commit (and, with
- * synchronous 'full', one fsync) per tick rather than per event. Each
- * caller's promise settles only after COMMIT has returned.
+ * synchronous 'full', one fsync) per tick rather than per event. Deferred
+ * appends (nobody waits on them) join the next commit instead of forcing one.
+ * Each caller's promise settles only after COMMIT has returned. (A writer
+ * thread was measured and rejected: on 2 cores its message round trip cost
+ * more than the commits it moved off this thread; see docs/BENCHMARKS.md.)
  */
 export class SqliteAuditStore implements AuditStore {
   private readonly db: SqliteDatabase;
@@ -80,6 +83,7 @@ export class SqliteAuditStore implements AuditStore {
   private head: Head = { seq: 0, hash: GENESIS_HASH };
   private pending: PendingAppend[] = [];
   private immediate: NodeJS.Immediate | undefined;
+  private deferred: NodeJS.Timeout | undefined;
   private lastWriteOk = true;
   private closed = false;
   private commits = 0;
@@ -140,7 +144,7 @@ export class SqliteAuditStore implements AuditStore {
     this.reloadHead();
   }
 
-  append(events: readonly AuditEventInput[]): Promise<AuditEvent[]> {
+  append(events: readonly AuditEventInput[], options?: AppendOptions): Promise<AuditEvent[]> {
     if (this.closed) return Promise.reject(closedError());
     if (events.length === 0) return Promise.resolve([]);
     const drafts = new Array<Draft>(events.length);
@@ -161,7 +165,14 @@ export class SqliteAuditStore implements AuditStore {
     }
     return new Promise<AuditEvent[]>((resolve, reject) => {
       this.pending.push({ drafts, dataJson, resolve, reject });
-      this.immediate ??= setImmediate(this.flush);
+      if (options?.defer) {
+        if (this.immediate === undefined && this.deferred === undefined) {
+          this.deferred = setTimeout(this.flush, DEFERRED_FLUSH_MS);
+          this.deferred.unref();
+        }
+      } else {
+        this.immediate ??= setImmediate(this.flush);
+      }
     });
   }
 
@@ -246,8 +257,9 @@ export class SqliteAuditStore implements AuditStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.immediate !== undefined) {
+    if (this.immediate !== undefined || this.deferred !== undefined) {
       clearImmediate(this.immediate);
+      clearTimeout(this.deferred);
       this.flush();
     }
     await Promise.allSettled(this.backups);
@@ -256,6 +268,8 @@ export class SqliteAuditStore implements AuditStore {
 
   private readonly flush = (): void => {
     this.immediate = undefined;
+    clearTimeout(this.deferred);
+    this.deferred = undefined;
     const batch = this.pending;
     if (batch.length === 0) return;
     this.pending = [];

@@ -1,4 +1,4 @@
-import type { AuditStore } from '../audit/store.js';
+import type { AppendOptions, AuditStore } from '../audit/store.js';
 import type { AuditEvent, AuditEventInput } from './types.js';
 
 export type EventListener = (events: readonly AuditEvent[]) => void;
@@ -13,8 +13,8 @@ export class EventPipeline {
 
   constructor(private readonly store: AuditStore) {}
 
-  async record(events: readonly AuditEventInput[]): Promise<AuditEvent[]> {
-    const stored = await this.store.append(events);
+  async record(events: readonly AuditEventInput[], options?: AppendOptions): Promise<AuditEvent[]> {
+    const stored = await this.store.append(events, options);
     for (const l of this.listeners) l(stored);
     return stored;
   }

@@ -74,6 +74,22 @@ describe('SqliteAuditStore appends', () => {
     expect(results.map(([e]) => e.seq)).toEqual(range(200).map((i) => i + 1));
   });
 
+  it('lets deferred appends join the next commit, in append order, and commits them alone within a few milliseconds', async () => {
+    const store = openStore();
+    const deferred = store.append([statementEvent(1)], { defer: true });
+    await new Promise((r) => setImmediate(r));
+    expect(store.stats().commits).toBe(0);
+    const urgent = await store.append([statementEvent(2)]);
+    const [d] = await deferred;
+    expect(store.stats().commits).toBe(1);
+    expect([d.seq, urgent[0].seq]).toEqual([1, 2]);
+
+    const alone = store.append([statementEvent(3)], { defer: true });
+    expect((await alone)[0].seq).toBe(3);
+    expect(store.stats().commits).toBe(2);
+    expect(verifyChain(all(store)).ok).toBe(true);
+  });
+
   it('groups many concurrent async callers into few transactions with gapless sequence numbers', async () => {
     const store = openStore();
     const callers = 50;

@@ -142,7 +142,7 @@ export class PostgresSession implements Session {
       this.client.write(errorResponse({ severity: 'FATAL', code: reason.sqlstate, message: reason.message }));
     }
     void this.ctx.events
-      .record([this.event('session.terminated', { reason: reason.code, message: reason.message, ...(reason.by ? { by: reason.by } : {}) })])
+      .record([this.event('session.terminated', { reason: reason.code, message: reason.message, ...(reason.by ? { by: reason.by } : {}) })], { defer: true })
       .catch((err) => this.auditFailed(err));
     this.close(reason.code);
   }
@@ -285,7 +285,7 @@ export class PostgresSession implements Session {
     if (this.completed.length) {
       const events = this.completed;
       this.completed = [];
-      void this.ctx.events.record(events).catch((err) => this.auditFailed(err));
+      void this.ctx.events.record(events, { defer: true }).catch((err) => this.auditFailed(err));
     }
     if (!this.client.write(chunk)) this.backend.pause();
     if (this.encodingChangedTo !== undefined) {
@@ -406,7 +406,7 @@ export class PostgresSession implements Session {
         statements: this.statements,
       }),
     );
-    void this.ctx.events.record(events).catch((err) => this.auditFailed(err));
+    void this.ctx.events.record(events, { defer: true }).catch((err) => this.auditFailed(err));
     this.onClosed(this);
   }
 }
