@@ -20,14 +20,6 @@ export class AuthenticationError extends SluiceError {
   }
 }
 
-/** Policy said no (maps to SQLSTATE 42501 / HTTP 403). */
-export class AuthorizationError extends SluiceError {
-  constructor(code: string, message: string) {
-    super(code, message);
-    this.name = 'AuthorizationError';
-  }
-}
-
 /** The configuration is invalid; `path` names the bad key (`resources[2].upstream.port`). */
 export class ConfigError extends SluiceError {
   readonly issues: readonly { path: string; message: string }[];

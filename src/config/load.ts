@@ -86,6 +86,18 @@ function crossCheck(cfg: SluiceConfig): void {
       issues.push({ path: `policies[${i}].when`, message: 'name at least one of issuer, subjects, groups, kind, claims' });
     }
   });
+  // Only groups carry the issuer's prefix: with several issuers, a subject or claim rule must say whose.
+  const issuers = cfg.identity.issuers.length + (cfg.identity.dev_issuer.enabled ? 1 : 0);
+  if (issuers > 1) {
+    cfg.policies.forEach((p, i) => {
+      if ((p.when.subjects || p.when.claims) && !p.when.issuer) {
+        issues.push({ path: `policies[${i}].when.issuer`, message: 'with more than one issuer, a policy on subjects or claims must name the issuer they come from' });
+      }
+    });
+  }
+  if (!cfg.server.http.tls && !isLoopback(cfg.server.http.listen)) {
+    issues.push({ path: 'server.http.tls', message: `the API takes bearer tokens: serve it over TLS (tls: true) or listen on loopback, not ${cfg.server.http.listen}` });
+  }
   const listen = cfg.server.postgres.listen;
   if (cfg.server.postgres.allow_plaintext && !isLoopback(listen)) {
     issues.push({ path: 'server.postgres.allow_plaintext', message: `plaintext is only allowed on a loopback listen address, not ${listen}` });
@@ -96,8 +108,14 @@ function crossCheck(cfg: SluiceConfig): void {
   if (issues.length) throw new ConfigError(issues);
 }
 
+/** `host:port` or `[v6]:port`, as the listen keys hold them. */
+export function parseHostPort(hostPort: string): { host: string; port: number } {
+  const i = hostPort.lastIndexOf(':');
+  return { host: hostPort.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(hostPort.slice(i + 1)) };
+}
+
 export function isLoopback(hostPort: string): boolean {
-  const host = hostPort.slice(0, hostPort.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+  const { host } = parseHostPort(hostPort);
   return host === 'localhost' || host === '::1' || /^127\./.test(host);
 }
 

@@ -1,6 +1,6 @@
 import { createSecureContext } from 'node:tls';
 import { join } from 'node:path';
-import { resolveCredentials } from '../config/load.js';
+import { parseHostPort, resolveCredentials } from '../config/load.js';
 import type { SluiceConfig } from '../config/schema.js';
 import { resolveSecret } from '../config/secrets.js';
 import { TokenAuthenticator } from '../identity/authenticator.js';
@@ -27,8 +27,7 @@ export async function serverTlsPems(config: SluiceConfig): Promise<{ cert: strin
   const t = config.server.tls;
   if (t.cert && t.key) return { cert: resolveSecret(t.cert, 'server.tls.cert'), key: resolveSecret(t.key, 'server.tls.key') };
   if (t.self_signed) {
-    const host = config.server.postgres.listen.slice(0, config.server.postgres.listen.lastIndexOf(':'));
-    return ensureSelfSigned(join(config.store.data_dir, 'tls'), [host]);
+    return ensureSelfSigned(join(config.store.data_dir, 'tls'), [parseHostPort(config.server.postgres.listen).host]);
   }
   return undefined;
 }

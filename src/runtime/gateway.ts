@@ -1,17 +1,17 @@
 import { watch, type FSWatcher } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { SqliteAuditStore } from '../audit/sqlite-audit-store.js';
-import { loadConfigFile } from '../config/load.js';
+import { loadConfigFile, parseHostPort } from '../config/load.js';
 import type { SluiceConfig } from '../config/schema.js';
 import { EventPipeline } from '../events/pipeline.js';
 import { Keyring } from '../keys/keyring.js';
 import { createLogger, type Logger } from '../observability/log.js';
 import { GatewayMetrics } from '../observability/metrics.js';
-import { decideSession } from '../policy/index.js';
 import { PostgresListener } from '../protocols/postgres/listener.js';
 import { createHttpServer } from '../server/http.js';
 import { SessionRegistry } from '../sessions/registry.js';
+import { authorizeSession } from './authorize-session.js';
 import { buildState, serverTlsPems } from './build-state.js';
 import type { GatewayState } from './state.js';
 
@@ -48,6 +48,7 @@ export class Gateway {
   private watcher?: FSWatcher;
   private stopping = false;
   private reloading: Promise<ReloadResult> | undefined;
+  private reloadAgain: Promise<ReloadResult> | undefined;
 
   private constructor(private readonly opts: GatewayOptions, state: GatewayState, keyring: Keyring, store: SqliteAuditStore, https?: { cert: string; key: string }) {
     this.log = opts.log ?? createLogger(opts.config.server.log_level);
@@ -84,8 +85,7 @@ export class Gateway {
     const gw = new Gateway(opts, state, keyring, store, https);
     try {
       gw.postgresAddress = await gw.postgres.listen(cfg.server.postgres.listen);
-      const i = cfg.server.http.listen.lastIndexOf(':');
-      await gw.http.listen({ host: cfg.server.http.listen.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(cfg.server.http.listen.slice(i + 1)) });
+      await gw.http.listen(parseHostPort(cfg.server.http.listen));
       const a = gw.http.server.address();
       if (typeof a === 'object' && a) gw.httpAddress = { host: a.address, port: a.port };
     } catch (err) {
@@ -111,7 +111,15 @@ export class Gateway {
    * those no longer allowed are ended with a FATAL error naming why.
    */
   reload(): Promise<ReloadResult> {
-    this.reloading ??= this.doReload().finally(() => (this.reloading = undefined));
+    if (this.reloading) {
+      // A change made while a reload runs must not be lost: queue one more.
+      this.reloadAgain ??= this.reloading.then(() => {
+        this.reloadAgain = undefined;
+        return this.reload();
+      });
+      return this.reloadAgain;
+    }
+    this.reloading = this.doReload().finally(() => (this.reloading = undefined));
     return this.reloading;
   }
 
@@ -121,10 +129,8 @@ export class Gateway {
     let next: GatewayState;
     try {
       const { config } = loadConfigFile(file);
-      const fixed = (['postgres', 'http'] as const).filter((k) => config.server[k].listen !== this.current.config.server[k].listen);
-      if (fixed.length || config.store.data_dir !== this.current.config.store.data_dir || config.store.path !== this.current.config.store.path) {
-        this.log.warn({ changed: fixed }, 'listen addresses and the store take effect only after a restart');
-      }
+      const needsRestart = restartOnlyKeys(this.current.config, config);
+      if (needsRestart.length) this.log.warn({ keys: needsRestart }, 'these settings take effect only after a restart');
       next = await buildState(config, this.keyring);
     } catch (err) {
       const error = (err as Error).message;
@@ -136,22 +142,14 @@ export class Gateway {
     this.log.level = next.config.server.log_level;
     let terminated = 0;
     for (const s of this.registry.list()) {
-      const resource = next.resources.get(s.resource);
-      const decision = resource
-        ? decideSession(next.config.policies, { principal: s.principal, resource: s.resource, grant: s.grant, now: Math.floor(s.openedAt.getTime() / 1000) })
-        : undefined;
-      const credential = next.credentials.get(s.resource)?.get(s.grant);
-      if (decision?.allowed && credential) {
-        if (decision.endsAt !== undefined) s.limitEnd(new Date(decision.endsAt * 1000));
+      // The session's open time as "now": a token that expired since connect does not end it (decision 0001).
+      const verdict = authorizeSession(next, s.principal, s.resource, s.grant, Math.floor(s.openedAt.getTime() / 1000));
+      if (verdict.ok) {
+        if (verdict.endsAt !== undefined) s.limitEnd(new Date(verdict.endsAt * 1000));
         continue;
       }
       terminated++;
-      const why = !resource
-        ? `resource "${s.resource}" was removed from the configuration`
-        : !decision?.allowed
-          ? decision?.message ?? 'the policy no longer allows it'
-          : `resource "${s.resource}" no longer has a credential for grant ${s.grant}`;
-      s.terminate({ code: 'reauthorization_failed', sqlstate: '42501', message: `session ended after a configuration reload: ${why}` });
+      s.terminate({ code: 'reauthorization_failed', sqlstate: '42501', message: `session ended after a configuration reload: ${verdict.message}` });
     }
     await this.events
       .record([{ type: 'config.reloaded', time: new Date().toISOString(), data: { file, sessionsTerminated: terminated } }])
@@ -163,11 +161,15 @@ export class Gateway {
   private watchConfig(file: string): void {
     let timer: NodeJS.Timeout | undefined;
     try {
-      this.watcher = watch(file, () => {
+      // The directory, not the file: editors save by renaming a new file over the old one, and
+      // Kubernetes swaps a ConfigMap's symlink; a watch on the file itself loses track of both.
+      this.watcher = watch(dirname(file), (_event, name) => {
+        if (name !== null && name !== basename(file) && !String(name).startsWith('..')) return;
         clearTimeout(timer);
         timer = setTimeout(() => void this.reload(), 200);
         timer.unref();
       });
+      this.watcher.on('error', (err) => this.log.warn({ err: err.message }, 'config file watch failed; reload with SIGHUP'));
       this.watcher.unref();
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'cannot watch the config file; reload with SIGHUP');
@@ -194,4 +196,17 @@ export class Gateway {
     await this.store.close();
     this.log.info('sluice stopped');
   }
+}
+
+/** Settings a running gateway cannot change: listeners, the store, the keys, the HTTP certificate. */
+function restartOnlyKeys(before: SluiceConfig, after: SluiceConfig): string[] {
+  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+  const checks: [string, unknown, unknown][] = [
+    ['server.postgres.listen', before.server.postgres.listen, after.server.postgres.listen],
+    ['server.http', before.server.http, after.server.http],
+    ['server.watch_config', before.server.watch_config, after.server.watch_config],
+    ['store', before.store, after.store],
+    ['keys', before.keys, after.keys],
+  ];
+  return checks.filter(([, a, b]) => !same(a, b)).map(([k]) => k);
 }

@@ -51,6 +51,15 @@ describe('configuration', () => {
     [{ ...base, policies: [{ name: 'p', when: { groups: ['a'] }, resources: ['orders'], grants: ['read'], max_session_duration: '0s' }] }, 'policies[0].max_session_duration: expected a duration above zero'],
     [{ ...base, resources: [resource, resource] }, 'resources[1].name: duplicate resource name orders'],
     [{ ...base, identity: { clock_skew: 300 } }, 'identity.clock_skew: at most 60 seconds'],
+    [
+      {
+        ...base,
+        identity: { dev_issuer: { enabled: true }, issuers: [{ name: 'corp', issuer: 'https://idp.example.com', audience: 'sluice' }] },
+        policies: [{ name: 'ci', when: { claims: { repository: 'acme/api' } }, resources: ['orders'], grants: ['read'] }],
+      },
+      'policies[0].when.issuer: with more than one issuer, a policy on subjects or claims must name the issuer they come from',
+    ],
+    [{ ...base, server: { tls: { self_signed: true }, http: { listen: '0.0.0.0:8080' } } }, 'server.http.tls: the API takes bearer tokens'],
     [{ ...base, identity: { issuers: [{ name: 'corp', issuer: 'https://idp.example.com', audience: 'sluice', algorithms: ['HS256'] }] } }, 'identity.issuers[0].algorithms[0]'],
   ])('names the path of a bad key (%#)', (raw, expected) => {
     expect(issuesOf(raw).join('\n')).toContain(expected);

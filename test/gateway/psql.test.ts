@@ -60,8 +60,10 @@ describe('psql through Sluice', () => {
     const r = await psql(t, t.url('write'), token, ['-c', 'select 1']);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain('FATAL:  policy "dev-read" allows resource orders but not grant write; grants you may ask for: read');
-    const refused = t.gw.store.query({ types: ['session.refused'], subject: 'bob', limit: 1, order: 'desc' });
-    expect(refused[0].data).toMatchObject({ reason: 'grant_not_allowed', grant: 'write' });
+    await vi.waitFor(() => {
+      const refused = t.gw.store.query({ types: ['session.refused'], subject: 'bob', limit: 1, order: 'desc' });
+      expect(refused[0].data).toMatchObject({ reason: 'grant_not_allowed', grant: 'write' });
+    });
   });
 
   it('lets deny rules win over allow rules', async () => {
@@ -126,7 +128,9 @@ describe('psql through Sluice', () => {
     running.child.kill('SIGINT');
     const cancelled = await running;
     expect(cancelled.stderr).toContain('canceling statement due to user request');
-    const completed = t.gw.store.query({ types: ['statement.completed'], limit: 20, order: 'desc' }).find((e) => e.data.sqlstate === '57014');
-    expect(completed).toBeDefined();
+    await vi.waitFor(() => {
+      const completed = t.gw.store.query({ types: ['statement.completed'], limit: 20, order: 'desc' }).find((e) => e.data.sqlstate === '57014');
+      expect(completed).toBeDefined();
+    });
   });
 });

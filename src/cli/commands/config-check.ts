@@ -17,6 +17,8 @@ export function configCommands(program: Command): void {
       if (t.cert) resolveSecret(t.cert, 'server.tls.cert');
       if (t.key) resolveSecret(t.key, 'server.tls.key');
       cfg.resources.forEach((r, i) => r.upstream.tls.ca && resolveSecret(r.upstream.tls.ca, `resources[${i}].upstream.tls.ca`));
+      if (cfg.keys.signing) resolveSecret(cfg.keys.signing, 'keys.signing');
+      cfg.keys.previous.forEach((ref, i) => resolveSecret(ref, `keys.previous[${i}]`));
       process.stdout.write(
         `${file}: valid (${cfg.resources.length} resources, ${cfg.policies.length} policies, ${cfg.identity.issuers.length} issuers${cfg.identity.dev_issuer.enabled ? ' + development issuer' : ''})\n`,
       );

@@ -1,4 +1,5 @@
 import { createServer, type Server, type Socket } from 'node:net';
+import { parseHostPort } from '../../config/load.js';
 import { errorResponse } from './codec/backend-serializer.js';
 import { CancelKeys } from './cancel-keys.js';
 import type { PostgresAdapterContext } from './context.js';
@@ -21,9 +22,7 @@ export class PostgresListener {
   }
 
   listen(hostPort: string): Promise<{ host: string; port: number }> {
-    const i = hostPort.lastIndexOf(':');
-    const host = hostPort.slice(0, i).replace(/^\[|\]$/g, '');
-    const port = Number(hostPort.slice(i + 1));
+    const { host, port } = parseHostPort(hostPort);
     return new Promise((resolveAddr, reject) => {
       this.server.once('error', reject);
       this.server.listen(port, host, () => {
@@ -48,9 +47,6 @@ export class PostgresListener {
     }
   }
 
-  get unauthenticatedCount(): number {
-    return this.unauthenticated;
-  }
 
   private accept(socket: Socket): void {
     socket.setNoDelay(true);

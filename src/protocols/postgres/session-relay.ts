@@ -35,7 +35,7 @@ export interface SessionInit {
 
 const PAUSE_AUDIT = 1;
 const PAUSE_BACKPRESSURE = 2;
-const WANTED_FROM_BACKEND = new Set<number>([BE.CommandComplete, BE.ErrorResponse, BE.ReadyForQuery, BE.EmptyQueryResponse, BE.PortalSuspended, BE.CopyInResponse, BE.ParameterStatus]);
+const WANTED_FROM_BACKEND = new Set<number>([BE.CommandComplete, BE.ErrorResponse, BE.ReadyForQuery, BE.EmptyQueryResponse, BE.PortalSuspended, BE.CopyInResponse, BE.ParameterStatus, BE.ParseComplete]);
 
 /**
  * One authenticated PostgreSQL session: relays frames between client and
@@ -126,11 +126,16 @@ export class PostgresSession implements Session {
     if (this.closed || (this.end && this.end <= endsAt)) return;
     this.end = endsAt;
     clearTimeout(this.endTimer);
+    this.armEndTimer(endsAt);
+  }
+
+  /** Timers cannot wait longer than about 24.8 days: a longer limit re-arms until it is reached. */
+  private armEndTimer(endsAt: Date): void {
     const ms = Math.max(0, Math.min(endsAt.getTime() - Date.now(), 2 ** 31 - 1));
-    this.endTimer = setTimeout(
-      () => this.terminate({ code: 'session_duration_exceeded', sqlstate: '57P01', message: 'the session reached its max_session_duration; reconnect with a fresh token' }),
-      ms,
-    );
+    this.endTimer = setTimeout(() => {
+      if (Date.now() < endsAt.getTime()) this.armEndTimer(endsAt);
+      else this.terminate({ code: 'session_duration_exceeded', sqlstate: '57P01', message: 'the session reached its max_session_duration; reconnect with a fresh token' });
+    }, ms);
     this.endTimer.unref();
   }
 
@@ -246,7 +251,7 @@ export class PostgresSession implements Session {
         this.auditing = false;
         this.auditFailed(err);
         if (this.closed) return;
-        const alone = queries === 1 && out.length === 1 && this.tracker.pending === 1 && this.tracker.status === 'I';
+        const alone = queries === 1 && out.length === 1 && this.tracker.pending === 1 && this.tracker.status === 'I' && this.scanner.atBoundary();
         const message = 'the audit log could not record this statement, so it was not run; try again later and tell the Sluice operator';
         if (!alone) {
           this.terminate({ code: 'audit_unavailable', sqlstate: '58000', message });
@@ -319,6 +324,9 @@ export class PostgresSession implements Session {
       }
       case BE.ReadyForQuery:
         for (const e of this.tracker.ready(parseReadyForQuery(payload))) this.completedEvent(e);
+        return;
+      case BE.ParseComplete:
+        this.tracker.parseComplete();
         return;
       case BE.ParameterStatus: {
         // A multi-byte client encoding such as SJIS would make the backend read statement bytes differently from the UTF-8 Sluice inspected.

@@ -2,19 +2,18 @@ import { GRANTS, type GrantName } from '../../config/schema.js';
 
 /**
  * Which startup parameters a client may pass through Sluice to the backend.
- * Everything else is refused: `options` can set any GUC (including
+ * The backend reads every key but user, database, options and replication as
+ * a setting name, case-insensitively, so the list and the duplicate check
+ * compare lowercased keys. Everything else is refused: `options` can set any GUC (including
  * session_authorization-style escapes), `replication` opens a different
  * protocol, and unknown keys would reach the backend unreviewed.
  */
 const FORWARDED: Record<string, (v: string) => boolean> = {
   application_name: (v) => v.length <= 63,
   client_encoding: (v) => normalizeEncoding(v) !== undefined,
-  DateStyle: (v) => /^[A-Za-z, ]{1,32}$/.test(v),
   datestyle: (v) => /^[A-Za-z, ]{1,32}$/.test(v),
-  TimeZone: (v) => /^[A-Za-z0-9_+\-/:. ]{1,64}$/.test(v),
   timezone: (v) => /^[A-Za-z0-9_+\-/:. ]{1,64}$/.test(v),
   extra_float_digits: (v) => /^-?\d{1,2}$/.test(v),
-  IntervalStyle: (v) => /^(postgres|postgres_verbose|sql_standard|iso_8601)$/.test(v),
   intervalstyle: (v) => /^(postgres|postgres_verbose|sql_standard|iso_8601)$/.test(v),
 };
 
@@ -45,23 +44,24 @@ export function checkStartupParams(params: ReadonlyArray<readonly [string, strin
   let user: string | undefined;
   const forwarded: Record<string, string> = {};
   for (const [key, value] of params) {
-    if (seen.has(key)) return refuse('startup_duplicate_parameter', `startup parameter "${key}" is given twice`);
-    seen.add(key);
+    const setting = key.toLowerCase();
+    if (seen.has(setting)) return refuse('startup_duplicate_parameter', `startup parameter "${key}" is given twice`);
+    seen.add(setting);
     if (key === 'database') database = value;
     else if (key === 'user') user = value;
     else if (key === 'replication') return refuse('startup_replication_refused', 'replication connections are not supported through Sluice');
     else if (key === 'options') {
       return refuse('startup_options_refused', 'the "options" startup parameter is not allowed through Sluice; set parameters with SET after connecting (unset PGOPTIONS)');
     } else {
-      const check = FORWARDED[key];
+      const check = Object.hasOwn(FORWARDED, setting) ? FORWARDED[setting] : undefined;
       if (!check) return refuse('startup_parameter_refused', `startup parameter "${key}" is not allowed through Sluice`);
       if (!check(value)) {
-        if (key === 'client_encoding') {
+        if (setting === 'client_encoding') {
           return refuse('startup_encoding_refused', 'startup parameter "client_encoding" must be UTF8: Sluice inspects statements as UTF-8 (set PGCLIENTENCODING=UTF8 or unset it)');
         }
         return refuse('startup_parameter_invalid', `startup parameter "${key}" has a value Sluice does not accept`);
       }
-      forwarded[key] = key === 'client_encoding' ? 'UTF8' : value;
+      forwarded[key] = setting === 'client_encoding' ? 'UTF8' : value;
     }
   }
   if (!user) return refuse('startup_user_missing', 'no user given: the user names the grant to ask for (read, write, ddl or admin)');
@@ -69,7 +69,7 @@ export function checkStartupParams(params: ReadonlyArray<readonly [string, strin
     return refuse('startup_database_missing', 'no database given: the database names the Sluice resource to connect to');
   }
   if (!(GRANTS as readonly string[]).includes(user)) {
-    return refuse('startup_grant_unknown', `user "${user}" is not a grant: connect as read, write, ddl or admin`);
+    return refuse('startup_grant_unknown', `user "${user}" is not a grant: connect as read, write, ddl or admin`, '28000');
   }
   return {
     ok: true,
@@ -77,6 +77,6 @@ export function checkStartupParams(params: ReadonlyArray<readonly [string, strin
   };
 }
 
-function refuse(code: string, message: string): StartupCheck {
-  return { ok: false, sqlstate: code === 'startup_grant_unknown' ? '28000' : '08P01', code, message };
+function refuse(code: string, message: string, sqlstate = '08P01'): StartupCheck {
+  return { ok: false, sqlstate, code, message };
 }

@@ -4,7 +4,7 @@ import { TLSSocket } from 'node:tls';
 import { AuthenticationError, SluiceError } from '../../errors.js';
 import type { AuditEventInput } from '../../events/types.js';
 import { principalRef, type Principal } from '../../identity/principal.js';
-import { decideSession } from '../../policy/index.js';
+import { authorizeSession } from '../../runtime/authorize-session.js';
 import { connectBackend, type BackendConnection, type BackendTarget } from './backend/connect.js';
 import { sendCancel } from './backend/cancel.js';
 import { authenticationCleartextPassword, authenticationOk, backendKeyData, errorResponse, parameterStatus, readyForQuery } from './codec/backend-serializer.js';
@@ -136,19 +136,9 @@ export async function runStartup(raw: Socket, deps: StartupDeps): Promise<void> 
       if (err instanceof AuthenticationError) throw new Refusal(err.code, '28000', `authentication failed: ${err.message}`);
       throw err;
     }
-    const resource = state.resources.get(request.resource);
-    if (!resource) throw new Refusal('resource_unknown', '3D000', `resource "${request.resource}" does not exist in Sluice`);
-    const decision = decideSession(state.config.policies, {
-      principal,
-      resource: resource.name,
-      grant: request.grant,
-      now: Math.floor(Date.now() / 1000),
-    });
-    if (!decision.allowed) throw new Refusal(decision.code, '42501', decision.message);
-    const credential = state.credentials.get(resource.name)?.get(request.grant);
-    if (!credential) {
-      throw new Refusal('grant_unavailable', '42501', `resource "${resource.name}" has no backend credential for grant ${request.grant}; ask the Sluice operator`);
-    }
+    const authorized = authorizeSession(state, principal, request.resource, request.grant, Math.floor(Date.now() / 1000));
+    if (!authorized.ok) throw new Refusal(authorized.code, authorized.sqlstate, authorized.message);
+    const { resource, credential } = authorized;
     const reserved = ctx.registry.reserve(resource.name, principal, {
       maxSessions: resource.limits.max_sessions,
       maxPerPrincipal: resource.limits.max_sessions_per_principal,
@@ -181,11 +171,19 @@ export async function runStartup(raw: Socket, deps: StartupDeps): Promise<void> 
       throw new Refusal('backend_unavailable', '08001', `Sluice could not connect to resource "${resource.name}"; try again later or tell the Sluice operator`);
     }
     ctx.metrics.backendConnect.labels(resource.name).observe((performance.now() - t0) / 1000);
+    // Until the session takes the socket over, a reset must not surface as an unhandled 'error'.
+    backend.socket.on('error', () => undefined);
 
     // The client may have left (or the deadline passed) while the token was checked and the backend connected.
     incoming.throwIfFailed();
+    // A reload during all that did not see this session yet: hold it to the configuration now in force.
+    const current = ctx.state();
+    if (current !== state) {
+      const again = authorizeSession(current, principal, resource.name, request.grant, Math.floor(Date.now() / 1000));
+      if (!again.ok) throw new Refusal(again.code, again.sqlstate, again.message);
+    }
     const id = randomUUID();
-    const endsAt = decision.endsAt !== undefined ? new Date(decision.endsAt * 1000) : undefined;
+    const endsAt = authorized.endsAt !== undefined ? new Date(authorized.endsAt * 1000) : undefined;
     try {
       await ctx.events.record([
         {
@@ -196,7 +194,7 @@ export async function runStartup(raw: Socket, deps: StartupDeps): Promise<void> 
           resource: resource.name,
           data: {
             grant: request.grant,
-            policy: decision.policy,
+            policy: authorized.policy,
             groups: principal.groups,
             clientAddress,
             tls,
@@ -226,7 +224,7 @@ export async function runStartup(raw: Socket, deps: StartupDeps): Promise<void> 
         principal,
         resource: resource.name,
         grant: request.grant,
-        policy: decision.policy,
+        policy: authorized.policy,
         endsAt,
         clientAddress,
         tls,
@@ -245,6 +243,8 @@ export async function runStartup(raw: Socket, deps: StartupDeps): Promise<void> 
     // A close that happened between the check above and the handover was seen by no one: end the session now.
     if (socket.destroyed) {
       session.terminate({ code: 'client_disconnected', sqlstate: '08006', message: 'the client closed the connection while its session was being opened' });
+    } else if (backend.socket.destroyed) {
+      session.terminate({ code: 'backend_closed', sqlstate: '08006', message: `the connection to resource "${resource.name}" closed while the session was being opened; reconnect` });
     }
   } catch (err) {
     clearTimeout(timer);
@@ -314,7 +314,7 @@ function refuse(
       ...(at.request ? { resource: at.request.resource } : {}),
       data: { reason: code, message, clientAddress: at.clientAddress, tls: at.tls, ...(at.request ? { grant: at.request.grant } : {}) },
     };
-    void ctx.events.record([event]).catch(() => ctx.metrics.auditFailures.inc());
+    void ctx.events.record([event], { defer: true }).catch(() => ctx.metrics.auditFailures.inc());
     ctx.log.info({ reason: code, clientAddress: at.clientAddress }, 'connection refused');
   }
   if (!socket.destroyed && socket.writable) socket.end(errorResponse({ severity: 'FATAL', code: sqlstate, message }));

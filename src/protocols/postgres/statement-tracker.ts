@@ -74,7 +74,13 @@ export class StatementTracker {
   private nextId = 1;
   private readonly units: Unit[] = [];
   private readonly prepared = new Map<string, Prepared>();
-  private readonly portals = new Map<string, { statement: string; params: (string | null)[] }>();
+  private readonly portals = new Map<string, { statement: string; text: string; params: (string | null)[] }>();
+  /**
+   * Parses sent but not yet answered by ParseComplete, oldest first, with
+   * what they replaced: a Parse the backend rejects (a syntax error, or a
+   * name that already exists) must not change what later Executes record.
+   */
+  private tentative: { unit: Unit; name: string; previous?: Prepared; rejected: boolean }[] = [];
   private readonly now: () => number;
   /** Transaction status from the last ReadyForQuery. */
   status: 'I' | 'T' | 'E' = 'I';
@@ -106,8 +112,16 @@ export class StatementTracker {
   }
 
   parse(name: string, text: string, paramTypes: readonly number[]): void {
-    this.openExtended();
-    this.prepared.set(name, { text, paramTypes });
+    const unit = this.openExtended();
+    // PostgreSQL refuses to redefine an existing named statement (42P05); the old text stays in force.
+    const rejected = name !== '' && this.prepared.has(name);
+    this.tentative.push({ unit, name, previous: this.prepared.get(name), rejected });
+    if (!rejected) this.prepared.set(name, { text, paramTypes });
+  }
+
+  /** ParseComplete: the oldest outstanding Parse took effect. */
+  parseComplete(): void {
+    this.tentative.shift();
   }
 
   bind(portal: string, statement: string, paramFormats: readonly number[], params: readonly (Buffer | null)[]): void {
@@ -123,13 +137,14 @@ export class StatementTracker {
       const s = binary ? `\\x${v.subarray(0, this.opts.maxParamChars / 2).toString('hex')}` : v.toString('utf8');
       return s.length > this.opts.maxParamChars ? `${s.slice(0, this.opts.maxParamChars)}…` : s;
     });
-    this.portals.set(portal, { statement, params: values });
+    // The portal keeps the text it was bound to, even if the statement name is reused before Execute.
+    this.portals.set(portal, { statement, text: this.prepared.get(statement)?.text ?? '', params: values });
   }
 
   execute(portal: string, maxRows = 0): StatementStart {
     const unit = this.openExtended();
     const bound = this.portals.get(portal);
-    const text = bound ? (this.prepared.get(bound.statement)?.text ?? '') : '';
+    const text = bound?.text ?? '';
     const start: StatementStart = {
       id: this.nextId++,
       protocol: 'extended',
@@ -231,6 +246,7 @@ export class StatementTracker {
       unit.statements[0].error = { sqlstate, message };
       return undefined;
     }
+    this.undoTentativeParses(unit);
     const r = unit.statements.find((s) => !s.done);
     if (!r) {
       if (!unit.closed) unit.uncharged ??= { sqlstate, message };
@@ -240,9 +256,23 @@ export class StatementTracker {
     return this.finish(r);
   }
 
+  /** After an error the backend skips the rest of the unit: its unanswered Parses never took effect. */
+  private undoTentativeParses(unit: Unit): void {
+    const undone = this.tentative.filter((t) => t.unit === unit);
+    if (undone.length === 0) return;
+    this.tentative = this.tentative.filter((t) => t.unit !== unit);
+    for (const t of undone.reverse()) {
+      if (t.rejected) continue;
+      if (t.previous) this.prepared.set(t.name, t.previous);
+      else this.prepared.delete(t.name);
+    }
+  }
+
   /** ReadyForQuery: closes the head unit; returns the statements that end with it. */
   ready(status: 'I' | 'T' | 'E'): StatementEnd[] {
     this.status = status;
+    // PostgreSQL drops every portal when a transaction ends.
+    if (status === 'I') this.portals.clear();
     const unit = this.units.shift();
     if (!unit) return [];
     const ends: StatementEnd[] = [];

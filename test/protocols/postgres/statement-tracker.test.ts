@@ -21,6 +21,7 @@ type Step =
   | ['H']
   | ['C', 'S' | 'P', string]
   | ['S']
+  | ['1']
   | ['c']
   | ['CC', string]
   | ['Err', string]
@@ -48,11 +49,12 @@ function showEnd(e: StatementEnd): string {
   return parts.join(' ');
 }
 
-/** Feeds the steps to a fresh tracker; returns the events it produced, in order, and the tracker. */
 /** Without bytea on the redaction list, untyped binary parameters are shown as hex. */
 function untypedBinaryShown(): StatementTracker {
   return new StatementTracker({ redactTypeOids: new Set(), maxParamChars: 16 });
 }
+
+/** Feeds the steps to a fresh tracker; returns the events it produced, in order, and the tracker. */
 
 function run(steps: readonly Step[], t = tracker()): { log: string[]; t: StatementTracker } {
   const log: string[] = [];
@@ -84,6 +86,9 @@ function run(steps: readonly Step[], t = tracker()): { log: string[]; t: Stateme
         break;
       case 'S':
         t.sync();
+        break;
+      case '1':
+        t.parseComplete();
         break;
       case 'c':
         t.copyEnd();
@@ -304,6 +309,36 @@ describe('statement tracker', () => {
     expect(t.status).toBe('E');
     run([['Q', 'rollback'], ['CC', 'ROLLBACK'], ['Z', 'I']], t);
     expect(t.status).toBe('I');
+  });
+
+  it('records the text that runs when a client tries to redefine a named statement', () => {
+    const steps: Step[] = [
+      ['P', 's', 'DELETE FROM accounts'], ['1'], ['S'], ['Z', 'I'],
+      // PostgreSQL refuses the second Parse (42P05); "s" is still the DELETE.
+      ['P', 's', 'SELECT 1'], ['S'], ['Err', '42P05'], ['Z', 'I'],
+      ['B', '', 's'], ['E', ''], ['S'], ['CC', 'DELETE 5'], ['Z', 'I'],
+    ];
+    expect(run(steps).log).toEqual(['start 1 extended "DELETE FROM accounts" as s ()', 'end 1 [DELETE 5] rows=5']);
+  });
+
+  it('forgets a Parse the backend rejected, so the next definition of the name counts', () => {
+    const steps: Step[] = [
+      ['P', 's', 'SELEC broken'], ['S'], ['Err', '42601'], ['Z', 'I'],
+      ['P', 's', 'DELETE FROM accounts'], ['1'], ['B', '', 's'], ['E', ''], ['S'], ['CC', 'DELETE 1'], ['Z', 'I'],
+    ];
+    expect(run(steps).log).toEqual(['start 1 extended "DELETE FROM accounts" as s ()', 'end 1 [DELETE 1] rows=1']);
+  });
+
+  it('records the text a portal was bound to, even when the statement is replaced before Execute', () => {
+    const steps: Step[] = [['P', '', 'DELETE FROM accounts'], ['1'], ['B', 'p', ''], ['P', '', 'SELECT 1'], ['1'], ['E', 'p'], ['S'], ['CC', 'DELETE 3'], ['Z', 'I']];
+    expect(run(steps).log).toEqual(['start 1 extended "DELETE FROM accounts" ()', 'end 1 [DELETE 3] rows=3']);
+  });
+
+  it('drops portals when the transaction ends, as PostgreSQL does', () => {
+    const inTransaction = run([['P', '', 'SELECT 1'], ['1'], ['B', 'p', ''], ['S'], ['Z', 'T'], ['E', 'p'], ['S'], ['CC', 'SELECT 1'], ['Z', 'T']]);
+    expect(inTransaction.log[0]).toBe('start 1 extended "SELECT 1" ()');
+    const afterCommit = run([['P', '', 'SELECT 1'], ['1'], ['B', 'p', ''], ['S'], ['Z', 'I'], ['E', 'p'], ['S'], ['Err', '34000'], ['Z', 'I']]);
+    expect(afterCommit.log).toEqual(['start 1 extended ""', 'end 1 [] rows=null error=34000']);
   });
 
   it('redacts parameters of configured types and renders the rest', () => {

@@ -10,9 +10,10 @@ export type BackendErrorCode =
 
 /**
  * Sluice could not open (or cancel on) a connection to the real PostgreSQL
- * server. `sqlstate` is the backend's own when it sent an ErrorResponse, so
- * the client sees e.g. 28P01 or 3D000 unchanged. The message names host:port
- * and user, never the password.
+ * server. `sqlstate` is the backend's own when it sent an ErrorResponse
+ * (e.g. 28P01 or 3D000), for the log; the gateway's client sees 08001, since
+ * the backend's error describes Sluice's credential, not the caller's. The
+ * message names host:port and user, never the password.
  */
 export class BackendError extends SluiceError {
   override readonly code: BackendErrorCode;
