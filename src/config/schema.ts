@@ -61,7 +61,7 @@ const postgresListener = z.strictObject({
     .max(1_073_741_824)
     .default(64 * 1024 * 1024)
     .meta({ description: 'Largest client message (a query, a Bind, a CopyData frame); larger ones end the session with SQLSTATE 54000.' }),
-  auth_timeout: durationKey(10, 'Time a client has from connecting to finishing authentication.'),
+  auth_timeout: durationKey(10, 'Time from connecting to the session being open: TLS, token, policy, the backend connection and the session.opened record.'),
   max_unauthenticated: z.number().int().min(1).default(256).meta({ description: 'Connections allowed to be authenticating at once; more are refused with SQLSTATE 53300.' }),
 });
 
