@@ -9,6 +9,12 @@ export interface TokenAuthenticatorOptions {
   readonly issuers: readonly IssuerConfig[];
   readonly clockSkewSeconds: number;
   readonly devIssuer?: DevIssuer;
+  /**
+   * The authenticator this one replaces (configuration reload): issuers
+   * configured exactly as before keep their verifier, and with it the keys
+   * already fetched, so a reload during an IdP outage does not lock people out.
+   */
+  readonly previous?: TokenAuthenticator;
   /** Epoch milliseconds; tests move time without sleeping. */
   readonly now?: () => number;
 }
@@ -23,6 +29,8 @@ type Verify = (token: string) => Promise<Principal>;
  */
 export class TokenAuthenticator implements Authenticator {
   readonly #byIssuer = new Map<string, Verify>();
+  /** Verifiers by everything they were built from, for `previous` of the next authenticator. */
+  readonly #verifiers = new Map<string, OidcIssuer>();
 
   constructor(opts: TokenAuthenticatorOptions) {
     const several = opts.issuers.length + (opts.devIssuer ? 1 : 0) > 1;
@@ -35,11 +43,10 @@ export class TokenAuthenticator implements Authenticator {
       if (opts.devIssuer && cfg.name === opts.devIssuer.name) {
         problems.push({ path: `identity.issuers[${i}].name`, message: `the name ${cfg.name} is taken by the dev issuer; choose another` });
       }
-      const issuer = new OidcIssuer(cfg, {
-        clockSkewSeconds: opts.clockSkewSeconds,
-        groupPrefix: cfg.group_prefix ?? (several ? `${cfg.name}:` : ''),
-        now: opts.now,
-      });
+      const groupPrefix = cfg.group_prefix ?? (several ? `${cfg.name}:` : '');
+      const key = JSON.stringify([cfg, opts.clockSkewSeconds, groupPrefix]);
+      const issuer = (opts.previous ? opts.previous.#verifiers.get(key) : undefined) ?? new OidcIssuer(cfg, { clockSkewSeconds: opts.clockSkewSeconds, groupPrefix, now: opts.now });
+      this.#verifiers.set(key, issuer);
       this.#byIssuer.set(cfg.issuer, (token) => issuer.verify(token));
     });
     const dev = opts.devIssuer;

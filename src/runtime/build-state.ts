@@ -37,7 +37,7 @@ export async function serverTlsPems(config: SluiceConfig): Promise<{ cert: strin
  * the authenticator. Throws (and changes nothing) when any part fails, so a
  * bad reload keeps the old state.
  */
-export async function buildState(config: SluiceConfig, keyring: Keyring): Promise<GatewayState> {
+export async function buildState(config: SluiceConfig, keyring: Keyring, previous?: GatewayState): Promise<GatewayState> {
   const credentials = resolveCredentials(config);
   const backendCas = new Map<string, string>();
   config.resources.forEach((r, i) => {
@@ -49,6 +49,7 @@ export async function buildState(config: SluiceConfig, keyring: Keyring): Promis
     issuers: config.identity.issuers,
     clockSkewSeconds: config.identity.clock_skew,
     devIssuer: devIssuerFor(config, keyring),
+    previous: previous?.authenticator instanceof TokenAuthenticator ? previous.authenticator : undefined,
   });
   return {
     config,

@@ -131,7 +131,7 @@ export class Gateway {
       const { config } = loadConfigFile(file);
       const needsRestart = restartOnlyKeys(this.current.config, config);
       if (needsRestart.length) this.log.warn({ keys: needsRestart }, 'these settings take effect only after a restart');
-      next = await buildState(config, this.keyring);
+      next = await buildState(config, this.keyring, this.current);
     } catch (err) {
       const error = (err as Error).message;
       this.log.error({ err: error }, 'configuration reload refused; the previous configuration stays in effect');

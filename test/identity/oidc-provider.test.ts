@@ -98,3 +98,21 @@ describe('tokens from a real OpenID provider', () => {
     expect(err.message).toContain('ECONNREFUSED');
   });
 });
+
+describe('an authenticator rebuilt by a configuration reload', () => {
+  it('keeps the keys it fetched for unchanged issuers, so a reload during an IdP outage does not lock people out', async () => {
+    const outage = await startOidcProvider({ audience: 'sluice' });
+    const cfg = issuerConfig({ issuer: outage.issuer, audience: outage.audience, jwks_uri: outage.jwksUri });
+    const before = new TokenAuthenticator({ issuers: [cfg], clockSkewSeconds: 60 });
+    const token = await outage.clientToken('ci-pipeline');
+    expect((await before.authenticate(token)).subject).toBe('ci-pipeline');
+    await outage.stop();
+
+    const reused = new TokenAuthenticator({ issuers: [{ ...cfg }], clockSkewSeconds: 60, previous: before });
+    expect((await reused.authenticate(token)).subject).toBe('ci-pipeline');
+    const fresh = new TokenAuthenticator({ issuers: [{ ...cfg }], clockSkewSeconds: 60 });
+    expect(await authFailure(fresh.authenticate(token))).toMatchObject({ code: 'issuer_unavailable' });
+    const changed = new TokenAuthenticator({ issuers: [{ ...cfg, groups_claim: 'roles' }], clockSkewSeconds: 60, previous: before });
+    expect(await authFailure(changed.authenticate(token))).toMatchObject({ code: 'issuer_unavailable' });
+  });
+});
