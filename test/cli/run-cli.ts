@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { collectOutput } from '../support/clients.js';
 import { testPostgres } from '../support/pg-env.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -34,17 +35,5 @@ export function spawnCli(args: string[], env: Record<string, string> = {}): Chil
 
 /** Runs one CLI command to completion. */
 export function runCli(args: string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<CliRun> {
-  const child = spawnCli(args, env);
-  return new Promise((resolveRun, reject) => {
-    let stdout = '';
-    let stderr = '';
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolveRun({ code, stdout, stderr });
-    });
-  });
+  return collectOutput(spawnCli(args, env), timeoutMs);
 }

@@ -15,7 +15,14 @@ export function runClient(bin: string, args: string[], env: Record<string, strin
     env: { PATH: process.env.PATH ?? '', PGCONNECT_TIMEOUT: '10', LANG: 'C.UTF-8', ...env },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
-  const p = new Promise<Run>((resolveRun, reject) => {
+  const p = collectOutput(child, timeoutMs);
+  child.stdin!.end(input ?? '');
+  return Object.assign(p, { child });
+}
+
+/** Waits for a child process to exit, collecting its output; kills it after `timeoutMs`. */
+export function collectOutput(child: ChildProcess, timeoutMs: number): Promise<Run> {
+  return new Promise<Run>((resolveRun, reject) => {
     let stdout = '';
     let stderr = '';
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
@@ -26,9 +33,7 @@ export function runClient(bin: string, args: string[], env: Record<string, strin
       clearTimeout(timer);
       resolveRun({ code, stdout, stderr });
     });
-    child.stdin!.end(input ?? '');
   });
-  return Object.assign(p, { child });
 }
 
 export function psql(t: TestGateway, url: string, token: string, args: string[], input?: string): Promise<Run> & { child: ChildProcess } {
