@@ -228,11 +228,15 @@ export class SqliteAuditStore implements AuditStore {
   /**
    * False while the last write failed. Readiness probes call this, and a
    * gateway out of rotation writes nothing, so when unhealthy it probes the
-   * write lock itself (without waiting) to notice when writing works again.
+   * write lock itself (without waiting), or writes what is pending, to
+   * notice when writing works again.
    */
   healthy(): boolean {
     if (this.closed) return false;
-    if (!this.lastWriteOk && this.pending.length === 0 && !this.db.inTransaction) this.lastWriteOk = this.canTakeWriteLock();
+    if (this.lastWriteOk || this.db.inTransaction) return this.lastWriteOk;
+    // Appends are waiting (deferred ones may wait a few milliseconds): writing them is the probe.
+    if (this.pending.length > 0) this.flush();
+    else this.lastWriteOk = this.canTakeWriteLock();
     return this.lastWriteOk;
   }
 
