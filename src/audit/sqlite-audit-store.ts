@@ -1,8 +1,8 @@
-import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Statement, Transaction } from 'better-sqlite3';
 import { SluiceError, StoreError } from '../errors.js';
 import type { AuditEvent, AuditEventInput, AuditEventType, AuditQuery } from '../events/types.js';
+import { backupSqlite } from '../store/backup.js';
 import { describeError } from '../store/describe-error.js';
 import { openSqlite, type SqliteDatabase } from '../store/sqlite.js';
 import { canonicalJson, eventHash, GENESIS_HASH } from './hash-chain.js';
@@ -211,7 +211,7 @@ export class SqliteAuditStore implements AuditStore {
     if (this.closed) throw closedError();
     let running: Promise<unknown> | undefined;
     try {
-      running = this.db.backup(prepareBackupFile(destPath));
+      running = backupSqlite(this.db, destPath);
       this.backups.add(running);
       await running;
     } catch (err) {
@@ -399,13 +399,6 @@ function requireString(value: unknown, field: string): string {
 
 function invalid(field: string, expected: string): never {
   throw new TypeError(`${field} must be ${expected}`);
-}
-
-function prepareBackupFile(destPath: string): string {
-  mkdirSync(dirname(destPath), { recursive: true, mode: 0o700 });
-  // SQLite would create the copy world-readable; the audit log holds statement text.
-  closeSync(openSync(destPath, 'a', 0o600));
-  return destPath;
 }
 
 function closedError(): StoreError {

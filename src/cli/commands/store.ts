@@ -1,9 +1,9 @@
-import { closeSync, mkdirSync, openSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Command } from 'commander';
 import { loadConfigFile } from '../../config/load.js';
 import { SluiceError } from '../../errors.js';
+import { backupSqlite } from '../../store/backup.js';
 import { describeError } from '../../store/describe-error.js';
 import { findConfigFile } from '../config-file.js';
 
@@ -24,10 +24,7 @@ export function storeCommands(program: Command): void {
         throw new SluiceError('store_unreadable', `cannot open the store ${path}: ${(err as Error).message}`);
       }
       try {
-        // The copy holds statement text like the store itself: SQLite would create it world-readable.
-        mkdirSync(dirname(target), { recursive: true, mode: 0o700 });
-        closeSync(openSync(target, 'a', 0o600));
-        await db.backup(target);
+        await backupSqlite(db, target);
       } catch (err) {
         throw new SluiceError('store_backup_failed', `cannot write the backup to ${target} (${describeError(err)}); check that its directory is writable`);
       } finally {
