@@ -89,15 +89,25 @@ function execWithInput(cmd: string, args: string[], input: string): Promise<stri
   });
 }
 
-/** Every ancestor must be traversable by the cluster user. */
-function checkTraversable(dir: string): void {
-  if (!isRoot()) return;
+/** The first ancestor of `dir` the cluster user cannot traverse (as root the cluster runs as `postgres`). */
+function unreachableAncestor(dir: string): string | undefined {
+  if (!isRoot()) return undefined;
   let d = dirname(resolve(dir));
   while (d !== dirname(d)) {
-    if ((statSync(d).mode & 0o001) === 0) {
-      throw new SluiceError('devdb_dir_unreachable', `${d} is not traversable by the postgres user; use a data directory under a world-traversable path or chmod o+x ${d}`);
-    }
+    if ((statSync(d).mode & 0o001) === 0) return d;
     d = dirname(d);
+  }
+  return undefined;
+}
+
+export function clusterUserCanReach(dir: string): boolean {
+  return unreachableAncestor(dir) === undefined;
+}
+
+function checkTraversable(dir: string): void {
+  const d = unreachableAncestor(dir);
+  if (d) {
+    throw new SluiceError('devdb_dir_unreachable', `${d} is not traversable by the postgres user; use a data directory under a world-traversable path or chmod o+x ${d}`);
   }
 }
 

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { findPostgresBinDir, startLocalCluster } from './cluster.js';
+import { clusterUserCanReach, findPostgresBinDir, startLocalCluster } from './cluster.js';
 import { startEmbeddedDatabase } from './pglite.js';
 
 export const DEMO_ROLES = { read: 'demo_read', write: 'demo_write', ddl: 'demo_ddl' } as const;
@@ -58,7 +58,7 @@ export async function startDemoDatabase(
 ): Promise<DemoDatabase> {
   const pw = (g: DemoGrant) => readFileSync(secretFiles[g], 'utf8').trim().replace(/'/g, "''");
   const seeded = join(dir, 'seeded');
-  if (engine === 'postgres' || (engine === 'auto' && findPostgresBinDir())) {
+  if (engine === 'postgres' || (engine === 'auto' && findPostgresBinDir() && clusterUserCanReach(dir))) {
     const cluster = await startLocalCluster({ dir, port });
     if (!existsSync(seeded)) {
       await cluster.psql(`${ROLES_SQL(pw)} CREATE DATABASE demo OWNER ${DEMO_ROLES.ddl};`);
