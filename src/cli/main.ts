@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { ConfigError, SluiceError } from '../errors.js';
 import { auditCommands } from './commands/audit.js';
 import { configCommands } from './commands/config-check.js';
+import { policyCommands } from './commands/policy-explain.js';
 import { quickstartCommand } from './commands/quickstart.js';
 import { sessionCommands } from './commands/sessions.js';
 import { startCommand } from './commands/start.js';
@@ -20,6 +21,7 @@ tokenCommand(program);
 auditCommands(program);
 sessionCommands(program);
 storeCommands(program);
+policyCommands(program);
 
 try {
   await program.parseAsync(process.argv);

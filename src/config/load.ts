@@ -3,7 +3,7 @@ import { isAbsolute, resolve, dirname } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
-import { configSchema, type SluiceConfig } from './schema.js';
+import { configSchema, type PolicyConfig, type SluiceConfig, type StatementRuleConfig } from './schema.js';
 import { resolveSecret } from './secrets.js';
 
 /** `resources[2].upstream.port` from zod's path array. */
@@ -71,11 +71,15 @@ function crossCheck(cfg: SluiceConfig): void {
     issuerNames.add(iss.name);
   });
   cfg.policies.forEach((p, i) => {
-    if (!p.permissions && !(p.resources && p.grants)) {
-      issues.push({ path: `policies[${i}]`, message: 'a policy needs resources and grants, or permissions' });
-    }
-    if ((p.resources === undefined) !== (p.grants === undefined)) {
-      issues.push({ path: `policies[${i}].${p.resources ? 'grants' : 'resources'}`, message: 'resources and grants go together' });
+    if (p.statements) {
+      issues.push(...statementRuleIssues(p, `policies[${i}]`));
+    } else {
+      if (!p.permissions && !(p.resources && p.grants)) {
+        issues.push({ path: `policies[${i}]`, message: 'a policy needs resources and grants, resources and statements, or permissions' });
+      }
+      if ((p.resources === undefined) !== (p.grants === undefined)) {
+        issues.push({ path: `policies[${i}].${p.resources ? 'grants' : 'resources'}`, message: 'resources and grants go together' });
+      }
     }
     (p.resources ?? []).forEach((name, j) => {
       if (name !== '*' && !seen.has(name)) {
@@ -106,6 +110,38 @@ function crossCheck(cfg: SluiceConfig): void {
     issues.push({ path: 'server.tls', message: 'set cert and key, or self_signed: true (tokens are only accepted inside TLS)' });
   }
   if (issues.length) throw new ConfigError(issues);
+}
+
+/**
+ * A statement policy says what a session may run, a grant policy who may open
+ * one; one policy doing both would leave unclear whether a deny ends the
+ * session or the statement. Allow rules only lift the built-in refusals
+ * (settings, opaque statements): restricting is what deny rules are for.
+ */
+function statementRuleIssues(p: PolicyConfig, at: string): { path: string; message: string }[] {
+  const issues: { path: string; message: string }[] = [];
+  const rule = p.statements as StatementRuleConfig;
+  if (p.resources === undefined) issues.push({ path: `${at}.resources`, message: 'statements go with resources' });
+  if (p.grants !== undefined) {
+    issues.push({ path: `${at}.grants`, message: 'a policy has grants (who may open a session) or statements (what a session may run), not both' });
+  }
+  if (p.max_session_duration !== undefined) {
+    issues.push({ path: `${at}.max_session_duration`, message: 'max_session_duration goes with grants, not statements' });
+  }
+  if (p.effect === 'allow') {
+    for (const key of ['kinds', 'tables', 'functions'] as const) {
+      if (rule[key] !== undefined) {
+        issues.push({
+          path: `${at}.statements.${key}`,
+          message: 'an allow rule can only permit settings or opaque statements; restrict kinds, tables and functions with effect: deny',
+        });
+      }
+    }
+    if (rule.opaque === false) {
+      issues.push({ path: `${at}.statements.opaque`, message: 'an allow rule permits opaque statements with opaque: true; leave the key out otherwise' });
+    }
+  }
+  return issues;
 }
 
 /** `host:port` or `[v6]:port`, as the listen keys hold them. */

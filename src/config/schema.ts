@@ -189,6 +189,41 @@ const principalMatch = z
   })
   .meta({ description: 'All given fields must match; subjects and groups match any of their entries.' });
 
+/** Statement kinds as src/sql classifies them (StatementFacts.kind); src/guard/facts.ts holds the same list. */
+export const STATEMENT_KINDS = [
+  'select', 'insert', 'update', 'delete', 'merge', 'ddl.create', 'ddl.alter', 'ddl.drop', 'truncate', 'copy.in', 'copy.out',
+  'grant', 'revoke', 'role', 'set', 'reset', 'show', 'transaction', 'explain', 'utility', 'prepare', 'execute', 'deallocate',
+  'call', 'do', 'other',
+] as const;
+const statementKind = z.enum(STATEMENT_KINDS);
+
+const tablePattern = z
+  .string()
+  .regex(/^[^.\s]+\.[^.\s]+$/, { message: 'expected schema.table, where * matches one name: public.users, public.*, *.users' })
+  .meta({ description: 'schema.table; * matches within one name.' });
+const functionPattern = z
+  .string()
+  .regex(/^(?:[A-Za-z_][A-Za-z0-9_$]*\.)?(?:[A-Za-z_][A-Za-z0-9_$]*\*?|\*)$/, {
+    message: 'expected a function name, optionally schema-qualified, with an optional trailing * (pg_read_file, dblink*)',
+  });
+const settingName = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_.]*$/, { message: 'expected a setting name such as role, session_authorization or search_path' });
+
+const statementRule = z
+  .strictObject({
+    kinds: z.array(statementKind).min(1).optional().meta({ description: 'Statement kinds (select, insert, ddl.drop, ...); effects count, so a data-modifying WITH is also insert/update/delete/merge.' }),
+    tables: z.array(tablePattern).min(1).optional().meta({ description: 'Tables read or written, as schema.table patterns (public.*, *.users); case-insensitive.' }),
+    functions: z.array(functionPattern).min(1).optional().meta({ description: 'Functions called anywhere in the statement: exact names or prefix globs (dblink*); case-insensitive.' }),
+    opaque: z.boolean().optional().meta({ description: 'Statements whose effect cannot be judged from the text (DO, CALL, EXECUTE by name).' }),
+    settings: z.array(settingName).min(1).optional().meta({ description: 'Settings changed by SET, RESET or set_config (role, session_authorization, search_path, ...).' }),
+  })
+  .refine((r) => Object.keys(r).length > 0, { message: 'name at least one of kinds, tables, functions, opaque, settings' })
+  .meta({
+    description:
+      'Statement rule. With effect deny: denies statements that match every given field. With effect allow: permits the listed settings, or opaque statements (opaque: true).',
+  });
+
 const permission = z.enum(['audit:read', 'sessions:read', 'sessions:terminate']);
 export type Permission = z.infer<typeof permission>;
 
@@ -196,8 +231,9 @@ const policy = z.strictObject({
   name: z.string().min(1).meta({ description: 'Named in decisions, refusals and audit events.' }),
   effect: z.enum(['allow', 'deny']).default('allow').meta({ description: 'A matching deny wins over every allow.' }),
   when: principalMatch,
-  resources: z.array(z.string().min(1)).min(1).optional().meta({ description: 'Resource names, or "*". Goes with grants.' }),
+  resources: z.array(z.string().min(1)).min(1).optional().meta({ description: 'Resource names, or "*". Goes with grants or statements.' }),
   grants: z.array(grantName).min(1).optional().meta({ description: 'Session grants on the resources.' }),
+  statements: statementRule.optional(),
   permissions: z
     .array(permission)
     .min(1)
@@ -223,3 +259,4 @@ export type ResourceConfig = SluiceConfig['resources'][number];
 export type PolicyConfig = SluiceConfig['policies'][number];
 export type IssuerConfig = SluiceConfig['identity']['issuers'][number];
 export type PrincipalMatch = PolicyConfig['when'];
+export type StatementRuleConfig = NonNullable<PolicyConfig['statements']>;

@@ -1,0 +1,90 @@
+import type { Command } from 'commander';
+import { GRANTS, type GrantName } from '../../config/schema.js';
+import { loadConfigFile } from '../../config/load.js';
+import { SluiceError } from '../../errors.js';
+import { judgeStatement, judgeStatements, judgeUnparseable, statementLabel, type StatementFacts, type Verdict } from '../../guard/index.js';
+import type { Principal } from '../../identity/principal.js';
+import { decideSession } from '../../policy/index.js';
+import { classify, initSqlParser } from '../../sql/index.js';
+import { findConfigFile } from '../config-file.js';
+
+interface ExplainOptions {
+  config?: string;
+  subject: string;
+  groups: string;
+  issuer?: string;
+  kind: string;
+  resource: string;
+  grant: string;
+  json?: boolean;
+}
+
+/**
+ * `sluice policy explain`: what the guard would decide for a statement, with
+ * the facts it judged and the rule that decided, so policies can be tried
+ * before they are deployed. Exits 1 when the statement would be denied.
+ */
+export function policyCommands(program: Command): void {
+  const policy = program.command('policy').description('try policies without a running gateway');
+  policy
+    .command('explain')
+    .description('classify SQL and show the facts and the verdict for a principal, resource and grant')
+    .argument('<sql>', 'the statement(s) to judge, as a client would send them')
+    .option('--config <file>', 'sluice.yaml')
+    .requiredOption('--subject <name>', 'subject of the principal')
+    .option('--groups <list>', 'comma-separated groups (with the issuer prefix if any)', '')
+    .option('--issuer <url>', 'issuer of the principal; default: the only configured issuer')
+    .option('--kind <kind>', 'person or machine', 'person')
+    .requiredOption('--resource <name>', 'resource the session is on')
+    .requiredOption('--grant <grant>', `session grant: ${GRANTS.join(', ')}`)
+    .option('--json', 'print the facts and verdicts as JSON')
+    .action(async (sql: string, o: ExplainOptions) => {
+      const { config } = loadConfigFile(findConfigFile(o.config));
+      if (!(GRANTS as readonly string[]).includes(o.grant)) throw new SluiceError('grant_invalid', `--grant must be one of ${GRANTS.join(', ')}`);
+      if (o.kind !== 'person' && o.kind !== 'machine') throw new SluiceError('kind_invalid', '--kind must be person or machine');
+      const issuer = o.issuer ?? (config.identity.issuers.length === 1 ? config.identity.issuers[0]!.issuer : '');
+      const now = Math.floor(Date.now() / 1000);
+      const principal: Principal = {
+        issuer,
+        subject: o.subject,
+        kind: o.kind,
+        groups: o.groups.split(',').map((g) => g.trim()).filter(Boolean),
+        claims: {},
+        expiresAt: now + 3600,
+      };
+      const grant = o.grant as GrantName;
+      const session = decideSession(config.policies, { principal, resource: o.resource, grant, now });
+
+      await initSqlParser();
+      const classified = classify(sql);
+      const context = { principal, resource: o.resource, grant, policies: config.policies };
+      const statements: StatementFacts[] = classified.ok ? classified.statements : [];
+      const each = statements.map((facts) => judgeStatement({ ...context, facts }));
+      const verdict: Verdict = classified.ok ? judgeStatements({ ...context, statements }) : judgeUnparseable(`${classified.reason}: ${classified.message}`);
+
+      if (o.json) {
+        process.stdout.write(JSON.stringify({ session, statements: statements.map((facts, i) => ({ facts, verdict: each[i] })), verdict }, null, 2) + '\n');
+      } else {
+        const out: string[] = [];
+        out.push(session.allowed ? `session: allowed by policy ${session.policy}` : `session: denied (${session.code}): ${session.message}`);
+        statements.forEach((facts, i) => {
+          out.push('', `statement ${i + 1}: ${statementLabel(facts)} (${facts.kind})`);
+          const list = (name: string, v: readonly string[] | undefined) => v && v.length > 0 && out.push(`  ${name}: ${v.join(', ')}`);
+          list('tables read', facts.tablesRead);
+          list('tables written', facts.tablesWritten);
+          list('functions', facts.functions);
+          list('effects', facts.effects);
+          if (facts.setting) out.push(`  setting: ${facts.setting.name}${facts.setting.value === undefined ? '' : ` = ${facts.setting.value}`}`);
+          if (facts.opaque) out.push('  opaque: yes');
+          out.push(`  verdict: ${describe(each[i]!)}`);
+        });
+        out.push('', `message: ${describe(verdict)}`);
+        process.stdout.write(out.join('\n') + '\n');
+      }
+      if (!session.allowed || verdict.action === 'deny') process.exitCode = 1;
+    });
+}
+
+function describe(v: Verdict): string {
+  return v.action === 'allow' ? `allow (rule ${v.rule})` : `deny (rule ${v.rule}, SQLSTATE ${v.sqlstate}): ${v.reason}`;
+}
