@@ -20,6 +20,9 @@ export function formatEvent(e: AuditEvent): string {
     case 'session.closed':
       what = `${String(d.reason)} after ${String(d.durationMs)} ms, ${String(d.statements)} statements`;
       break;
+    case 'statement.denied':
+      what = `${String(d.rule)}: ${String(d.reason)}`;
+      break;
     case 'session.refused':
       what = `${String(d.reason)}: ${String(d.message)}`;
       break;

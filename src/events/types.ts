@@ -7,6 +7,7 @@ export type AuditEventType =
   | 'session.terminated'
   | 'statement.started'
   | 'statement.completed'
+  | 'statement.denied'
   | 'config.reloaded'
   | 'config.rejected';
 

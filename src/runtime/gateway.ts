@@ -11,6 +11,7 @@ import { GatewayMetrics } from '../observability/metrics.js';
 import { PostgresListener } from '../protocols/postgres/listener.js';
 import { createHttpServer } from '../server/http.js';
 import { SessionRegistry } from '../sessions/registry.js';
+import { initSqlParser } from '../sql/index.js';
 import { authorizeSession } from './authorize-session.js';
 import { buildState, serverTlsPems } from './build-state.js';
 import type { GatewayState } from './state.js';
@@ -78,6 +79,8 @@ export class Gateway {
 
   static async start(opts: GatewayOptions): Promise<Gateway> {
     const cfg = opts.config;
+    // Every statement is judged with the PostgreSQL parser, so it must be loaded before the first session.
+    await initSqlParser();
     const keyring = await Keyring.load(cfg.keys, cfg.store.data_dir);
     const state = await buildState(cfg, keyring);
     const store = SqliteAuditStore.open({ path: cfg.store.path ?? join(cfg.store.data_dir, 'sluice.db'), synchronous: cfg.store.synchronous, busyTimeoutMs: cfg.store.busy_timeout * 1000 });

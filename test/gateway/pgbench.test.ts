@@ -1,8 +1,10 @@
 import { join } from 'node:path';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { AuditEvent, AuditQuery } from '../../src/events/types.js';
-import { psql, runClient, type Run } from '../support/clients.js';
+import { runClient, type Run } from '../support/clients.js';
 import { startGateway, type TestGateway } from '../support/gateway.js';
+import { testPostgres } from '../support/pg-env.js';
 
 let t: TestGateway;
 let token: string;
@@ -74,8 +76,12 @@ describe('pgbench through Sluice', () => {
     const opened = queryAll({ types: ['session.opened'], afterSeq: before })[0];
     expect(opened.data).toMatchObject({ grant: 'ddl', tls: true, applicationName: 'pgbench' });
 
-    const grant = await psql(t, t.url('ddl'), token, ['-c', 'grant select on pgbench_accounts, pgbench_branches, pgbench_tellers to sluice_reader']);
-    expect(grant.stderr).toBe('');
+    // GRANT needs grant admin; the test grants as the superuser.
+    const env = testPostgres();
+    const su = new pg.Client({ host: env.host, port: env.port, user: env.superuser.user, password: env.superuser.password, database: env.database });
+    await su.connect();
+    await su.query('grant select on pgbench_accounts, pgbench_branches, pgbench_tellers to sluice_reader');
+    await su.end();
   }, 120_000);
 
   for (const mode of ['simple', 'prepared'] as const) {

@@ -1,7 +1,9 @@
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { AuditEvent } from '../../src/events/types.js';
 import { startGateway, type TestGateway } from '../support/gateway.js';
 import { psql } from '../support/clients.js';
+import { testPostgres } from '../support/pg-env.js';
 
 let t: TestGateway;
 beforeAll(async () => {
@@ -10,6 +12,17 @@ beforeAll(async () => {
 afterAll(async () => {
   await t?.stop();
 });
+
+async function asSuperuser(sql: string): Promise<void> {
+  const env = testPostgres();
+  const c = new pg.Client({ host: env.host, port: env.port, user: env.superuser.user, password: env.superuser.password, database: env.database });
+  await c.connect();
+  try {
+    await c.query(sql);
+  } finally {
+    await c.end();
+  }
+}
 
 /** The events of the session that ran a statement containing `marker`, once the session has closed. */
 async function eventsOf(marker: string): Promise<AuditEvent[]> {
@@ -48,9 +61,13 @@ describe('psql through Sluice', () => {
     const token = await t.token('alice', ['dba']);
     const read = await psql(t, t.url('read'), token, ['-c', 'select current_user']);
     expect(read.stdout.trim()).toBe(t.pg.roles.reader.user);
+    // The guard refuses the UPDATE before it reaches the backend; a SELECT it allows is still refused by the role.
     const denied = await psql(t, t.url('read'), token, ['-c', "update customers set name = name where id = 1"]);
     expect(denied.code).not.toBe(0);
-    expect(denied.stderr).toContain('permission denied for table customers');
+    expect(denied.stderr).toContain('sluice: UPDATE needs grant write; this session has grant read');
+    const catalog = await psql(t, t.url('read'), token, ['-c', 'select count(*) from pg_authid']);
+    expect(catalog.code).not.toBe(0);
+    expect(catalog.stderr).toContain('permission denied for table pg_authid');
     const write = await psql(t, t.url('write'), token, ['-c', "update customers set name = name where id = 1"]);
     expect(write.stdout.trim()).toBe('UPDATE 1');
   });
@@ -96,13 +113,24 @@ describe('psql through Sluice', () => {
     expect(noToken.code).not.toBe(0);
   });
 
-  it('ends a session whose client_encoding is changed away from UTF-8', async () => {
+  it('refuses SET client_encoding, and ends a session whose client_encoding a policy let change away from UTF-8', async () => {
     const token = await t.token('alice', ['dba']);
-    const r = await psql(t, t.url('read'), token, ['-c', "set client_encoding = 'SJIS'", '-c', 'select 1']);
-    expect(r.code).not.toBe(0);
-    expect(r.stderr).toContain('client_encoding was changed to SJIS; Sluice inspects statements as UTF-8');
-    const same = await psql(t, t.url('read'), token, ['-c', "set client_encoding = 'UTF8'", '-c', 'select 1']);
-    expect(same.stdout.trim()).toBe('SET\n1');
+    const refused = await psql(t, t.url('read'), token, ['-v', 'ON_ERROR_STOP=0', '-c', "set client_encoding = 'SJIS'", '-c', 'select 1']);
+    expect(refused.stderr).toContain('ERROR:  sluice: SET of client_encoding');
+    expect(refused.stdout.trim()).toBe('1');
+    const allowing = await startGateway((c) => {
+      c.policies.push({ name: 'encoding-ok', effect: 'allow', when: { groups: ['dba'] }, resources: ['*'], statements: { settings: ['client_encoding'] } });
+    });
+    try {
+      const tk = await allowing.token('alice', ['dba']);
+      const r = await psql(allowing, allowing.url('read'), tk, ['-c', "set client_encoding = 'SJIS'", '-c', 'select 1']);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain('client_encoding was changed to SJIS; Sluice inspects statements as UTF-8');
+      const same = await psql(allowing, allowing.url('read'), tk, ['-c', "set client_encoding = 'UTF8'", '-c', 'select 1']);
+      expect(same.stdout.trim()).toBe('SET\n1');
+    } finally {
+      await allowing.stop();
+    }
   });
 
   it('refuses expired and foreign tokens without echoing them', async () => {
@@ -114,8 +142,10 @@ describe('psql through Sluice', () => {
 
   it('copies in and out, and cancels a running query on Ctrl-C', async () => {
     const token = await t.token('alice', ['dba']);
-    const ddl = await psql(t, t.url('ddl'), token, ['-c', 'create table copy_target (id int, note text)', '-c', 'grant select, insert on copy_target to sluice_reader, sluice_writer']);
+    const ddl = await psql(t, t.url('ddl'), token, ['-c', 'create table copy_target (id int, note text)']);
     expect(ddl.stderr).toBe('');
+    // GRANT needs grant admin; the test grants as the superuser.
+    await asSuperuser('grant select, insert on copy_target to sluice_reader, sluice_writer');
     const data = Array.from({ length: 500 }, (_, i) => `${i}\tnote ${i}`).join('\n') + '\n';
     const copyIn = await psql(t, t.url('write'), token, ['-c', '\\copy copy_target from stdin'], data);
     expect(copyIn.stdout.trim()).toBe('COPY 500');

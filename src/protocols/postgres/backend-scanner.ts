@@ -4,8 +4,13 @@
  * the payloads of a few message types (CommandComplete, ErrorResponse,
  * ReadyForQuery, ...). DataRows and CopyData, the bulk of a result, are
  * skipped over by length and never touched.
+ *
+ * Offsets are positions in the whole stream since the scanner was made, so
+ * that the relay can cut one message out of the bytes it forwards (the
+ * ErrorResponse that answers a denied statement) even when that message
+ * spans chunks.
  */
-export type MessageHandler = (type: number, payload: Buffer) => void;
+export type MessageHandler = (type: number, payload: Buffer, start: number, end: number) => void;
 
 export class BackendScanner {
   private readonly header = Buffer.alloc(5);
@@ -15,27 +20,51 @@ export class BackendScanner {
   private remaining = 0;
   private collecting: Buffer | null = null;
   private collected = 0;
+  /** Stream offset of the first byte of the next chunk. */
+  private offset = 0;
+  /** Stream offset where the current (incomplete) message began. */
+  private messageStart = 0;
 
   constructor(
     private readonly wanted: (type: number) => boolean,
     private readonly onMessage: MessageHandler,
   ) {}
 
-  /** True when the bytes forwarded so far end exactly at a message boundary. */
+  /** True when the bytes scanned so far end exactly at a message boundary. */
   atBoundary(): boolean {
     return this.headerLen === 0 && this.remaining === 0;
   }
 
+  /** Stream offset just past the last byte scanned. */
+  get position(): number {
+    return this.offset;
+  }
+
+  /**
+   * Where the message the last chunk ended inside began, if its type is
+   * known and `of` selects it; else undefined. A header cut after its first
+   * byte already names the type.
+   */
+  incompleteStart(of: (type: number) => boolean): number | undefined {
+    if (this.atBoundary()) return undefined;
+    const type = this.headerLen > 0 ? this.header[0] : this.type;
+    return of(type) ? this.messageStart : undefined;
+  }
+
   scan(chunk: Buffer): void {
+    const base = this.offset;
+    this.offset += chunk.length;
     let pos = 0;
     const len = chunk.length;
     while (pos < len) {
       if (this.remaining === 0 && this.headerLen < 5) {
         if (this.headerLen === 0 && len - pos >= 5) {
+          this.messageStart = base + pos;
           this.type = chunk[pos];
           this.remaining = chunk.readInt32BE(pos + 1) - 4;
           pos += 5;
         } else {
+          if (this.headerLen === 0) this.messageStart = base + pos;
           const take = Math.min(5 - this.headerLen, len - pos);
           chunk.copy(this.header, this.headerLen, pos, pos + take);
           this.headerLen += take;
@@ -52,7 +81,7 @@ export class BackendScanner {
           const payload = chunk.subarray(pos, pos + this.remaining);
           pos += this.remaining;
           this.remaining = 0;
-          this.onMessage(this.type, payload);
+          this.onMessage(this.type, payload, this.messageStart, base + pos);
           continue;
         } else {
           this.collecting = Buffer.allocUnsafe(this.remaining);
@@ -70,7 +99,7 @@ export class BackendScanner {
       if (this.remaining === 0 && this.collecting) {
         const payload = this.collecting;
         this.collecting = null;
-        this.onMessage(this.type, payload);
+        this.onMessage(this.type, payload, this.messageStart, base + pos);
       }
     }
   }

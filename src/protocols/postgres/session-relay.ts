@@ -1,8 +1,11 @@
+import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { GrantName } from '../../config/schema.js';
 import { StoreError } from '../../errors.js';
 import type { AuditEventInput } from '../../events/types.js';
+import { judgeStatements, judgeUnparseable, type Verdict } from '../../guard/index.js';
 import { principalRef, type Principal } from '../../identity/principal.js';
+import { classifyCached, type StatementFacts } from '../../sql/index.js';
 import type { Session, TerminationReason } from '../../sessions/session.js';
 import type { BackendConnection } from './backend/connect.js';
 import { BackendScanner } from './backend-scanner.js';
@@ -10,8 +13,9 @@ import { parseCommandComplete, parseErrorFields, parseParameterStatus, parseRead
 import { errorResponse, readyForQuery } from './codec/backend-serializer.js';
 import { ProtocolError } from './codec/errors.js';
 import type { FrameReader } from './codec/frame-reader.js';
+import { FrameWriter, cstringBytes } from './codec/frame-writer.js';
 import { parseBind, parseDescribeOrClose, parseExecute, parseParse, parseQuery } from './codec/frontend-parser.js';
-import { terminate as terminateMessage } from './codec/frontend-serializer.js';
+import { query as queryMessage, terminate as terminateMessage } from './codec/frontend-serializer.js';
 import { BE, FE } from './codec/message-types.js';
 import type { PostgresAdapterContext } from './context.js';
 import { StatementTracker, type StatementEnd, type StatementStart } from './statement-tracker.js';
@@ -36,6 +40,19 @@ export interface SessionInit {
 const PAUSE_AUDIT = 1;
 const PAUSE_BACKPRESSURE = 2;
 const WANTED_FROM_BACKEND = new Set<number>([BE.CommandComplete, BE.ErrorResponse, BE.ReadyForQuery, BE.EmptyQueryResponse, BE.PortalSuspended, BE.CopyInResponse, BE.ParameterStatus, BE.ParseComplete]);
+const isErrorResponse = (type: number): boolean => type === BE.ErrorResponse;
+
+/** A backend message to cut out of the stream to the client, by stream offsets, and what goes in its place. */
+interface Splice {
+  readonly start: number;
+  readonly end: number;
+  readonly replacement: Buffer;
+}
+
+/** A Parse with no parameter types: what the backend gets instead of a denied Parse. */
+function parseMessage(name: string, text: string): Buffer {
+  return new FrameWriter(FE.Parse, cstringBytes(name) + cstringBytes(text) + 2).cstring(name).cstring(text).byte(0).byte(0).done();
+}
 
 /**
  * One authenticated PostgreSQL session: relays frames between client and
@@ -71,6 +88,23 @@ export class PostgresSession implements Session {
   private endTimer?: NodeJS.Timeout;
   private completed: AuditEventInput[] = [];
   private encodingChangedTo?: string;
+  /**
+   * Denied statements reach the backend as a call of a function that cannot
+   * exist (decision 0004), so the backend fails where the statement stood and
+   * applies its own transaction rules. The random part keeps a client from
+   * naming it; the counter tells denials apart.
+   */
+  private readonly poisonPrefix = `sluice_denied_${randomBytes(8).toString('hex')}_`;
+  private denialSeq = 0;
+  /** Reasons of denials sent to the backend and not yet answered, by poison function name. */
+  private readonly denials = new Map<string, string>();
+  /** Bodies of SQL-level PREPAREs the guard allowed, by name, so that EXECUTE is judged by what it runs. */
+  private readonly sqlPrepared = new Map<string, StatementFacts>();
+  /** Backend messages of the chunk being scanned that are replaced on their way to the client. */
+  private splices: Splice[] | null = null;
+  /** Bytes held back from the client: the start of an ErrorResponse that may answer a denial. */
+  private held: Buffer | null = null;
+  private heldFrom = 0;
   private readonly counters: { statements: { inc(n?: number): void }; errors: { inc(): void }; toClient: { inc(n: number): void }; fromClient: { inc(n: number): void } };
 
   constructor(
@@ -143,7 +177,8 @@ export class PostgresSession implements Session {
     if (this.closed) return;
     this.closeReason = reason.code;
     this.backend.removeListener('data', this.onBackendData);
-    if (this.scanner.atBoundary() && !this.client.destroyed) {
+    // Held bytes start at a message boundary: what the client has seen ends at one.
+    if ((this.scanner.atBoundary() || this.held !== null) && !this.client.destroyed) {
       this.client.write(errorResponse({ severity: 'FATAL', code: reason.sqlstate, message: reason.message }));
     }
     void this.ctx.events
@@ -166,18 +201,38 @@ export class PostgresSession implements Session {
 
   private processClient(): void {
     const out: Buffer[] = [];
-    let started: StatementStart[] | undefined;
+    const events: AuditEventInput[] = [];
+    const denials: [string, string][] = [];
+    let started = 0;
     let queries = 0;
     try {
       for (let frame = this.reader.next(); frame; frame = this.reader.next()) {
+        let raw = frame.raw;
         switch (frame.type) {
-          case FE.Query:
-            (started ??= []).push(this.tracker.query(parseQuery(frame.payload)));
+          case FE.Query: {
+            const text = parseQuery(frame.payload);
+            const verdict = this.judge(text);
+            const s = this.tracker.query(text, verdict.rule);
+            events.push(this.startedEvent(s));
+            if (verdict.action === 'deny') {
+              const poison = this.poison(verdict.reason, denials);
+              raw = queryMessage(`SELECT "${poison}"()`);
+              events.push(this.deniedEvent(verdict, { statement: s.id, protocol: 'simple', text }));
+            }
+            started++;
             queries++;
             break;
+          }
           case FE.Parse: {
             const p = parseParse(frame.payload);
-            this.tracker.parse(p.name, p.query, p.paramTypes);
+            const verdict = this.judge(p.query);
+            this.tracker.parse(p.name, p.query, p.paramTypes, verdict.rule);
+            if (verdict.action === 'deny') {
+              // The backend fails this Parse and skips to Sync itself, so Bind and Execute fail as after any failed Parse.
+              const poison = this.poison(verdict.reason, denials);
+              raw = parseMessage(p.name, `SELECT "${poison}"()`);
+              events.push(this.deniedEvent(verdict, { protocol: 'extended', text: p.query, ...(p.name ? { statementName: p.name } : {}) }));
+            }
             break;
           }
           case FE.Bind: {
@@ -187,7 +242,8 @@ export class PostgresSession implements Session {
           }
           case FE.Execute: {
             const e = parseExecute(frame.payload);
-            (started ??= []).push(this.tracker.execute(e.portal, e.maxRows));
+            events.push(this.startedEvent(this.tracker.execute(e.portal, e.maxRows)));
+            started++;
             break;
           }
           case FE.Describe:
@@ -224,25 +280,25 @@ export class PostgresSession implements Session {
           default:
             throw new ProtocolError('frame_unexpected', `unexpected message type ${JSON.stringify(String.fromCharCode(frame.type))} from the client`);
         }
-        out.push(frame.raw);
+        out.push(raw);
       }
     } catch (err) {
       this.protocolViolation(err);
       return;
     }
-    if (!started) {
+    if (events.length === 0) {
       this.forward(out);
       return;
     }
-    this.statements += started.length;
-    const events = started.map((s) => this.startedEvent(s));
+    this.statements += started;
     this.auditing = true;
     this.pauseClient(PAUSE_AUDIT);
     this.ctx.events.record(events).then(
       () => {
         this.auditing = false;
         if (this.closed) return;
-        this.counters.statements.inc(started.length);
+        this.counters.statements.inc(started);
+        for (const [poison, reason] of denials) this.denials.set(poison, reason);
         this.forward(out);
         this.resumeClient(PAUSE_AUDIT);
         if (this.reader.buffered > 0) this.processClient();
@@ -266,6 +322,39 @@ export class PostgresSession implements Session {
     );
   }
 
+  /**
+   * The guard's verdict on one message's text. Every statement of it is
+   * judged before any is sent; an EXECUTE is judged with the body its
+   * PREPARE had.
+   */
+  private judge(text: string): Verdict {
+    const c = classifyCached(text);
+    if (!c.ok) return judgeUnparseable(c.message);
+    const statements = c.statements.map((f) => {
+      if (f.kind !== 'execute' || f.preparedName === undefined) return f;
+      const body = this.sqlPrepared.get(f.preparedName);
+      return body ? { ...f, opaque: false, body } : f;
+    });
+    const verdict = judgeStatements({ principal: this.principal, resource: this.resource, grant: this.grant, statements, policies: this.ctx.state().config.policies });
+    if (verdict.action === 'allow') {
+      for (const f of c.statements) {
+        if (f.kind === 'prepare' && f.preparedName !== undefined && f.body) this.sqlPrepared.set(f.preparedName, f.body);
+        else if (f.kind === 'deallocate') {
+          if (f.preparedName === undefined) this.sqlPrepared.clear();
+          else this.sqlPrepared.delete(f.preparedName);
+        }
+      }
+    }
+    return verdict;
+  }
+
+  /** A new poison function name for a denial, queued with its reason until the message carrying it is sent. */
+  private poison(reason: string, queue: [string, string][]): string {
+    const name = `${this.poisonPrefix}${++this.denialSeq}`;
+    queue.push([name, reason]);
+    return name;
+  }
+
   private forward(out: Buffer[]): void {
     if (out.length === 0 || this.closed) return;
     if (out.length === 1) this.backend.write(out[0]);
@@ -280,6 +369,7 @@ export class PostgresSession implements Session {
   private readonly onBackendData = (chunk: Buffer): void => {
     this.bytesToClient += chunk.length;
     this.counters.toClient.inc(chunk.length);
+    const base = this.scanner.position;
     try {
       this.scanner.scan(chunk);
     } catch (err) {
@@ -292,7 +382,9 @@ export class PostgresSession implements Session {
       this.completed = [];
       void this.ctx.events.record(events, { defer: true }).catch((err) => this.auditFailed(err));
     }
-    if (!this.client.write(chunk)) this.backend.pause();
+    const holdFrom = this.denials.size > 0 ? this.scanner.incompleteStart(isErrorResponse) : undefined;
+    const flowing = this.splices === null && this.held === null && holdFrom === undefined ? this.client.write(chunk) : this.writeSpliced(chunk, base, holdFrom);
+    if (!flowing) this.backend.pause();
     if (this.encodingChangedTo !== undefined) {
       this.terminate({
         code: 'client_encoding_changed',
@@ -302,7 +394,40 @@ export class PostgresSession implements Session {
     }
   };
 
-  private readonly onBackendMessage = (type: number, payload: Buffer): void => {
+  /**
+   * Writes the held bytes and this chunk to the client with the replaced
+   * messages swapped, keeping back from `holdFrom` on (an ErrorResponse not
+   * yet complete). Only this path copies: the normal path writes the chunk.
+   */
+  private writeSpliced(chunk: Buffer, base: number, holdFrom: number | undefined): boolean {
+    const splices = this.splices ?? [];
+    this.splices = null;
+    const dataBase = this.held ? this.heldFrom : base;
+    const data = this.held ? Buffer.concat([this.held, chunk]) : chunk;
+    const dataEnd = base + chunk.length;
+    const parts: Buffer[] = [];
+    let pos = dataBase;
+    for (const s of splices) {
+      // A message that began before the bytes still in hand was forwarded already; its error reaches the client unreplaced.
+      if (s.start < pos) continue;
+      if (s.start > pos) parts.push(data.subarray(pos - dataBase, s.start - dataBase));
+      parts.push(s.replacement);
+      pos = s.end;
+    }
+    const stop = holdFrom ?? dataEnd;
+    if (stop > pos) parts.push(data.subarray(pos - dataBase, stop - dataBase));
+    this.held = holdFrom !== undefined ? data.subarray(Math.max(holdFrom, pos) - dataBase) : null;
+    this.heldFrom = holdFrom !== undefined ? Math.max(holdFrom, pos) : 0;
+    if (parts.length === 0) return !this.client.writableNeedDrain;
+    if (parts.length === 1) return this.client.write(parts[0]);
+    this.client.cork();
+    let ok = true;
+    for (const p of parts) ok = this.client.write(p);
+    this.client.uncork();
+    return ok;
+  }
+
+  private readonly onBackendMessage = (type: number, payload: Buffer, start: number, msgEnd: number): void => {
     let end: StatementEnd | undefined;
     switch (type) {
       case BE.CommandComplete:
@@ -319,11 +444,17 @@ export class PostgresSession implements Session {
         return;
       case BE.ErrorResponse: {
         const f = parseErrorFields(payload);
-        end = this.tracker.error(f.C ?? 'XX000', f.M ?? '');
+        const reason = this.denialAnswered(f.M ?? '');
+        if (reason !== undefined) {
+          (this.splices ??= []).push({ start, end: msgEnd, replacement: errorResponse({ severity: 'ERROR', code: '42501', message: reason }) });
+          end = this.tracker.error('42501', reason);
+        } else end = this.tracker.error(f.C ?? 'XX000', f.M ?? '');
         break;
       }
       case BE.ReadyForQuery:
         for (const e of this.tracker.ready(parseReadyForQuery(payload))) this.completedEvent(e);
+        // A replacement the backend skipped (an earlier message of its unit failed first) is answered by nothing.
+        if (this.tracker.pending === 0) this.denials.clear();
         return;
       case BE.ParseComplete:
         this.tracker.parseComplete();
@@ -337,6 +468,16 @@ export class PostgresSession implements Session {
     }
     if (end) this.completedEvent(end);
   };
+
+  /** The reason of the denial whose replacement statement this backend error answers, if it does. */
+  private denialAnswered(message: string): string | undefined {
+    const at = message.indexOf(this.poisonPrefix);
+    if (at < 0) return undefined;
+    const name = /^[a-z0-9_]+/.exec(message.slice(at))?.[0] ?? '';
+    const reason = this.denials.get(name);
+    this.denials.delete(name);
+    return reason;
+  }
 
   private completedEvent(e: StatementEnd): void {
     if (e.error) this.counters.errors.inc();
@@ -361,7 +502,12 @@ export class PostgresSession implements Session {
       ...(s.statementName ? { statementName: s.statementName } : {}),
       ...(s.portal ? { portal: s.portal } : {}),
       ...(s.params ? { params: s.params } : {}),
+      ...(s.rule !== undefined ? { rule: s.rule } : {}),
     });
+  }
+
+  private deniedEvent(verdict: Verdict & { action: 'deny' }, data: Record<string, unknown>): AuditEventInput {
+    return this.event('statement.denied', { ...data, rule: verdict.rule, reason: verdict.reason });
   }
 
   private event(type: AuditEventInput['type'], data: Record<string, unknown>): AuditEventInput {

@@ -21,6 +21,8 @@ export interface StatementStart {
   readonly statementName?: string;
   readonly portal?: string;
   readonly params?: readonly (string | null)[];
+  /** The guard rule that allowed or denied the statement's text. */
+  readonly rule?: string;
 }
 
 export interface StatementEnd {
@@ -57,6 +59,7 @@ interface Unit {
 interface Prepared {
   readonly text: string;
   readonly paramTypes: readonly number[];
+  readonly rule?: string;
 }
 
 export interface TrackerOptions {
@@ -74,7 +77,7 @@ export class StatementTracker {
   private nextId = 1;
   private readonly units: Unit[] = [];
   private readonly prepared = new Map<string, Prepared>();
-  private readonly portals = new Map<string, { statement: string; text: string; params: (string | null)[] }>();
+  private readonly portals = new Map<string, { statement: string; text: string; params: (string | null)[]; rule?: string }>();
   /**
    * Parses sent but not yet answered by ParseComplete, oldest first, with
    * what they replaced: a Parse the backend rejects (a syntax error, or a
@@ -98,9 +101,9 @@ export class StatementTracker {
     return this.units.length;
   }
 
-  query(text: string): StatementStart {
+  query(text: string, rule?: string): StatementStart {
     this.copying = false;
-    const start: StatementStart = { id: this.nextId++, protocol: 'simple', text };
+    const start: StatementStart = { id: this.nextId++, protocol: 'simple', text, ...(rule !== undefined ? { rule } : {}) };
     this.units.push({ kind: 'query', statements: [this.running(start, 0)], closed: true });
     return start;
   }
@@ -111,12 +114,12 @@ export class StatementTracker {
     if (last?.kind === 'query') this.units.pop();
   }
 
-  parse(name: string, text: string, paramTypes: readonly number[]): void {
+  parse(name: string, text: string, paramTypes: readonly number[], rule?: string): void {
     const unit = this.openExtended();
     // PostgreSQL refuses to redefine an existing named statement (42P05); the old text stays in force.
     const rejected = name !== '' && this.prepared.has(name);
     this.tentative.push({ unit, name, previous: this.prepared.get(name), rejected });
-    if (!rejected) this.prepared.set(name, { text, paramTypes });
+    if (!rejected) this.prepared.set(name, { text, paramTypes, rule });
   }
 
   /** ParseComplete: the oldest outstanding Parse took effect. */
@@ -138,7 +141,8 @@ export class StatementTracker {
       return s.length > this.opts.maxParamChars ? `${s.slice(0, this.opts.maxParamChars)}…` : s;
     });
     // The portal keeps the text it was bound to, even if the statement name is reused before Execute.
-    this.portals.set(portal, { statement, text: this.prepared.get(statement)?.text ?? '', params: values });
+    const prepared = this.prepared.get(statement);
+    this.portals.set(portal, { statement, text: prepared?.text ?? '', params: values, rule: prepared?.rule });
   }
 
   execute(portal: string, maxRows = 0): StatementStart {
@@ -152,6 +156,7 @@ export class StatementTracker {
       statementName: bound?.statement || undefined,
       portal: portal || undefined,
       params: bound?.params,
+      ...(bound?.rule !== undefined ? { rule: bound.rule } : {}),
     };
     const r = this.running(start, maxRows);
     if (unit.uncharged) {

@@ -11,6 +11,7 @@ const TYPES: readonly AuditEventType[] = [
   'session.terminated',
   'statement.started',
   'statement.completed',
+  'statement.denied',
   'config.reloaded',
   'config.rejected',
 ];

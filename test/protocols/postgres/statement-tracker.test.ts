@@ -715,3 +715,20 @@ describe('backend scanner', () => {
     expect(() => scanner.scan(Buffer.from([0x5a, 0, 0, 0, 3]))).toThrow(RangeError);
   });
 });
+
+describe('the guard rule on statement starts', () => {
+  it('carries the rule of a simple query, and of the Parse a portal was bound from', () => {
+    const t = new StatementTracker({ redactTypeOids: new Set(), maxParamChars: 100 });
+    expect(t.query('select 1', 'sluice-grants')).toMatchObject({ text: 'select 1', rule: 'sluice-grants' });
+    t.parse('s1', 'delete from t', [], 'no-deletes');
+    t.bind('', 's1', [], []);
+    // Reusing the name after Bind does not change what the bound portal records.
+    t.parse('', 'select 2', [], 'sluice-grants');
+    expect(t.execute('')).toMatchObject({ text: 'delete from t', statementName: 's1', rule: 'no-deletes' });
+    t.bind('p', '', [], []);
+    expect(t.execute('p')).toMatchObject({ text: 'select 2', rule: 'sluice-grants' });
+    t.parse('plain', 'select 3', []);
+    t.bind('q', 'plain', [], []);
+    expect(t.execute('q')).not.toHaveProperty('rule');
+  });
+});
