@@ -21,7 +21,7 @@ function commandLine(args: readonly string[]): string {
 export function parseArgs(argv: readonly string[], repoRoot: string): BenchOptions {
   const program = new Command('bench')
     .description('Measure Sluice against PostgreSQL direct and pgbouncer in one interleaved run')
-    .option('--scenarios <list>', 'comma-separated scenarios 1-6', '1,2,3,4,5,6')
+    .option('--scenarios <list>', 'comma-separated scenarios 1-7', '1,2,3,4,5,6,7')
     .option('--targets <list>', 'comma-separated targets: all, direct, pgbouncer, sluice, or a sluice-* configuration', 'all')
     .addOption(new Option('--tls <mode>', 'client-leg transport').choices(['off', 'on', 'both']).default('both'))
     .addOption(new Option('--protocol <mode>', 'pgbench query protocol').choices(['simple', 'prepared', 'both']).default('both'))

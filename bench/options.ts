@@ -1,7 +1,7 @@
 import type { Transport } from './connection.js';
 import { BenchError } from './errors.js';
 
-export const SCENARIO_IDS = [1, 2, 3, 4, 5, 6] as const;
+export const SCENARIO_IDS = [1, 2, 3, 4, 5, 6, 7] as const;
 export type ScenarioId = (typeof SCENARIO_IDS)[number];
 export type Protocol = 'simple' | 'prepared';
 

@@ -14,6 +14,7 @@ import { ensurePgbouncer, startPgbouncer, type Pgbouncer } from './pgbouncer.js'
 import { buildTable, cellKey, type BenchReport, type Cell, type SluiceConfigReport } from './report.js';
 import type { BenchContext, Measurement, TableSpec, Variant } from './scenario.js';
 import { scenario6 } from './scenarios/audit-throughput.js';
+import { scenario7 } from './scenarios/classification.js';
 import { scenario4 } from './scenarios/bulk-read.js';
 import { scenario3 } from './scenarios/connect.js';
 import { scenario5 } from './scenarios/idle-sessions.js';
@@ -24,7 +25,7 @@ import { unavailableTarget, type Target } from './targets.js';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
-export const TABLES: readonly TableSpec[] = [scenario1, scenario2, scenario3, scenario4, scenario5, scenario6];
+export const TABLES: readonly TableSpec[] = [scenario1, scenario2, scenario3, scenario4, scenario5, scenario6, scenario7];
 
 export type BenchLog = (msg: string) => void;
 

@@ -3,7 +3,7 @@ import { BenchError } from './errors.js';
 import type { ScenarioId } from './options.js';
 import type { SluiceBenchConfig } from './sluice-configs.js';
 
-export type TargetKind = 'direct' | 'pgbouncer' | 'sluice' | 'store';
+export type TargetKind = 'direct' | 'pgbouncer' | 'sluice' | 'store' | 'classifier';
 
 /** Something measured: a way to reach PostgreSQL, or (scenario 6) the audit store itself. */
 export interface Target {
