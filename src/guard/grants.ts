@@ -56,6 +56,15 @@ const SETTING_GRANT: ReadonlyMap<string, GrantName> = new Map([
   ['session_replication_role', 'admin'],
 ]);
 
+/**
+ * Functions that write large objects: they change pg_largeobject, which the
+ * table facts do not show and which a read role may be allowed to write.
+ */
+const LARGE_OBJECT_WRITERS: ReadonlySet<string> = new Set(['lo_from_bytea', 'lo_create', 'lo_creat', 'lo_put', 'lo_truncate', 'lo_truncate64', 'lo_unlink', 'lowrite', 'lo_lseek', 'lo_lseek64']);
+
+/** The value SET TRANSACTION / SET SESSION CHARACTERISTICS reports when it turns read-only off. */
+const READ_WRITE = /transaction_read_only\s*=\s*(0|false|off)\b|read\s+write/i;
+
 /** Effects whose danger is not the grant's to allow; default-deny.ts refuses them. */
 export const UNGRANTABLE_EFFECTS: readonly string[] = ['copy_program', 'copy_file'];
 
@@ -137,10 +146,17 @@ export function requiredGrant(facts: StatementFacts): GrantNeed {
     }
   }
   if (written.length > 0) raise('write', `${label} writing ${written.length === 1 ? 'a table' : 'tables'}`);
-  if (facts.setting !== undefined) {
+  const functions = Array.isArray(facts.functions) ? facts.functions : [];
+  for (const fn of functions) {
+    const bare = fn.toLowerCase().replace(/"/g, '').split('.').pop() ?? '';
+    if (LARGE_OBJECT_WRITERS.has(bare)) raise('write', `${bare}(), which writes a large object`);
+  }
+  // SHOW only reads a setting; the rules below are about changing one.
+  if (facts.setting !== undefined && facts.kind !== 'show') {
     const name = normalizeSetting(facts.setting.name);
     const grant = SETTING_GRANT.get(name);
     if (grant !== undefined) raise(grant, `changing ${name}`);
+    else if (facts.setting.value !== undefined && READ_WRITE.test(facts.setting.value)) raise('write', 'changing transaction_read_only');
   }
   return need;
 }
