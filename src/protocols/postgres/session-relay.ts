@@ -91,11 +91,11 @@ export class PostgresSession implements Session {
   /**
    * Denied statements reach the backend as a call of a function that cannot
    * exist (decision 0004), so the backend fails where the statement stood and
-   * applies its own transaction rules. The random part keeps a client from
-   * naming it; the counter tells denials apart.
+   * applies its own transaction rules. It is qualified with pg_catalog, where
+   * only a superuser can create functions, so nobody can define it and turn a
+   * denial into a call; each denial gets its own random suffix.
    */
   private readonly poisonPrefix = `sluice_denied_${randomBytes(8).toString('hex')}_`;
-  private denialSeq = 0;
   /** Reasons of denials sent to the backend and not yet answered, by poison function name. */
   private readonly denials = new Map<string, string>();
   /** Bodies of SQL-level PREPAREs the guard allowed, by name, so that EXECUTE is judged by what it runs. */
@@ -103,7 +103,7 @@ export class PostgresSession implements Session {
   /** Backend messages of the chunk being scanned that are replaced on their way to the client. */
   private splices: Splice[] | null = null;
   /** Bytes held back from the client: the start of an ErrorResponse that may answer a denial. */
-  private held: Buffer | null = null;
+  private held: Buffer[] | null = null;
   private heldFrom = 0;
   private readonly counters: { statements: { inc(n?: number): void }; errors: { inc(): void }; toClient: { inc(n: number): void }; fromClient: { inc(n: number): void } };
 
@@ -216,7 +216,7 @@ export class PostgresSession implements Session {
             events.push(this.startedEvent(s));
             if (verdict.action === 'deny') {
               const poison = this.poison(verdict.reason, denials);
-              raw = queryMessage(`SELECT "${poison}"()`);
+              raw = queryMessage(`SELECT pg_catalog."${poison}"()`);
               events.push(this.deniedEvent(verdict, { statement: s.id, protocol: 'simple', text }));
             }
             started++;
@@ -230,7 +230,7 @@ export class PostgresSession implements Session {
             if (verdict.action === 'deny') {
               // The backend fails this Parse and skips to Sync itself, so Bind and Execute fail as after any failed Parse.
               const poison = this.poison(verdict.reason, denials);
-              raw = parseMessage(p.name, `SELECT "${poison}"()`);
+              raw = parseMessage(p.name, `SELECT pg_catalog."${poison}"()`);
               events.push(this.deniedEvent(verdict, { protocol: 'extended', text: p.query, ...(p.name ? { statementName: p.name } : {}) }));
             }
             break;
@@ -350,7 +350,7 @@ export class PostgresSession implements Session {
 
   /** A new poison function name for a denial, queued with its reason until the message carrying it is sent. */
   private poison(reason: string, queue: [string, string][]): string {
-    const name = `${this.poisonPrefix}${++this.denialSeq}`;
+    const name = `${this.poisonPrefix}${randomBytes(6).toString('hex')}`;
     queue.push([name, reason]);
     return name;
   }
@@ -402,8 +402,13 @@ export class PostgresSession implements Session {
   private writeSpliced(chunk: Buffer, base: number, holdFrom: number | undefined): boolean {
     const splices = this.splices ?? [];
     this.splices = null;
+    if (this.held !== null && splices.length === 0 && holdFrom === this.heldFrom) {
+      // Still inside the same incomplete ErrorResponse: keep the chunk, copy nothing until it is complete.
+      this.held.push(chunk);
+      return !this.client.writableNeedDrain;
+    }
     const dataBase = this.held ? this.heldFrom : base;
-    const data = this.held ? Buffer.concat([this.held, chunk]) : chunk;
+    const data = this.held ? Buffer.concat([...this.held, chunk]) : chunk;
     const dataEnd = base + chunk.length;
     const parts: Buffer[] = [];
     let pos = dataBase;
@@ -416,7 +421,7 @@ export class PostgresSession implements Session {
     }
     const stop = holdFrom ?? dataEnd;
     if (stop > pos) parts.push(data.subarray(pos - dataBase, stop - dataBase));
-    this.held = holdFrom !== undefined ? data.subarray(Math.max(holdFrom, pos) - dataBase) : null;
+    this.held = holdFrom !== undefined ? [data.subarray(Math.max(holdFrom, pos) - dataBase)] : null;
     this.heldFrom = holdFrom !== undefined ? Math.max(holdFrom, pos) : 0;
     if (parts.length === 0) return !this.client.writableNeedDrain;
     if (parts.length === 1) return this.client.write(parts[0]);
@@ -541,6 +546,7 @@ export class PostgresSession implements Session {
   private close(reason: string): void {
     if (this.closed) return;
     this.closed = true;
+    this.backend.removeListener('data', this.onBackendData);
     if (this.closeReason === 'client_closed') this.closeReason = reason;
     clearTimeout(this.endTimer);
     if (!this.backend.destroyed) this.backend.end(terminateMessage());
