@@ -7,7 +7,7 @@ import { configReferenceTable } from '../../src/config/reference.js';
 import { loadConfigFile, resolveCredentials, validateConfig } from '../../src/config/load.js';
 import { parseDuration } from '../../src/config/duration.js';
 import { resolveSecret } from '../../src/config/secrets.js';
-import { ConfigError } from '../../src/errors.js';
+import { issuesOf } from '../support/config-issues.js';
 
 const resource = {
   name: 'orders',
@@ -17,15 +17,6 @@ const resource = {
 };
 const base = { server: { tls: { self_signed: true } }, resources: [resource] };
 
-function issuesOf(raw: unknown): string[] {
-  try {
-    validateConfig(raw);
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).issues.map((i) => `${i.path}: ${i.message}`);
-  }
-  return [];
-}
 
 describe('configuration', () => {
   it('fills embedded defaults for an almost empty file', () => {

@@ -268,3 +268,24 @@ describe('statements each grant allows run normally', () => {
     });
   });
 });
+
+describe('SQL-level prepared statements follow what the backend did', () => {
+  it('keeps judging EXECUTE by the body the backend still holds after a DEALLOCATE that failed', async () => {
+    const c = await connect('read', dev);
+    await c.query('prepare kept as select 41 + 1 as n');
+    await c.query('begin');
+    await expect(c.query('select 1/0')).rejects.toMatchObject({ code: '22012' });
+    await expect(c.query('deallocate kept')).rejects.toMatchObject({ code: '25P02' });
+    await c.query('rollback');
+    expect((await c.query('execute kept')).rows).toEqual([{ n: 42 }]);
+  });
+
+  it('does not believe a PREPARE the backend refused', async () => {
+    const c = await connect('read', dev);
+    await c.query('begin');
+    await expect(c.query('select 1/0')).rejects.toMatchObject({ code: '22012' });
+    await expect(c.query('prepare never as select 1')).rejects.toMatchObject({ code: '25P02' });
+    await c.query('rollback');
+    await expect(c.query('execute never')).rejects.toMatchObject({ code: '42501', message: expect.stringContaining('sluice-opaque') });
+  });
+});

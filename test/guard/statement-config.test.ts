@@ -2,7 +2,7 @@ import { describe, expect, expectTypeOf, it } from 'vitest';
 import { validateConfig } from '../../src/config/load.js';
 import { STATEMENT_KINDS } from '../../src/config/schema.js';
 import type { StatementKind } from '../../src/guard/facts.js';
-import { ConfigError } from '../../src/errors.js';
+import { issuesOf } from '../support/config-issues.js';
 
 const base = {
   server: { tls: { self_signed: true } },
@@ -10,15 +10,6 @@ const base = {
 };
 const withPolicy = (p: Record<string, unknown>) => ({ ...base, policies: [{ name: 'p', when: { groups: ['eng'] }, resources: ['orders'], ...p }] });
 
-function issuesOf(raw: unknown): string[] {
-  try {
-    validateConfig(raw);
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).issues.map((i) => `${i.path}: ${i.message}`);
-  }
-  return [];
-}
 
 describe('statement rules in sluice.yaml', () => {
   it('the config kinds are the guard kinds', () => {

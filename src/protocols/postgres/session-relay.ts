@@ -49,6 +49,16 @@ interface Splice {
   readonly replacement: Buffer;
 }
 
+/** An SQL-level PREPARE or DEALLOCATE waiting for the backend's CommandComplete before Sluice believes it. */
+interface PreparedChange {
+  readonly tag: 'PREPARE' | 'DEALLOCATE';
+  /** undefined: DEALLOCATE ALL. */
+  readonly name?: string;
+  readonly body?: StatementFacts;
+  /** Ordinal of the tracker unit it was sent in. */
+  unit: number;
+}
+
 /** A Parse with no parameter types: what the backend gets instead of a denied Parse. */
 function parseMessage(name: string, text: string): Buffer {
   return new FrameWriter(FE.Parse, cstringBytes(name) + cstringBytes(text) + 2).cstring(name).cstring(text).byte(0).byte(0).done();
@@ -96,10 +106,12 @@ export class PostgresSession implements Session {
    * denial into a call; each denial gets its own random suffix.
    */
   private readonly poisonPrefix = `sluice_denied_${randomBytes(8).toString('hex')}_`;
-  /** Reasons of denials sent to the backend and not yet answered, by poison function name. */
-  private readonly denials = new Map<string, string>();
-  /** Bodies of SQL-level PREPAREs the guard allowed, by name, so that EXECUTE is judged by what it runs. */
+  /** Denials sent to the backend and not yet answered, by poison function name, with the ordinal of their unit. */
+  private readonly denials = new Map<string, { reason: string; unit: number }>();
+  /** Bodies of SQL-level PREPAREs the backend confirmed, by name, so that EXECUTE is judged by what it runs. */
   private readonly sqlPrepared = new Map<string, StatementFacts>();
+  /** Allowed PREPARE/DEALLOCATE statements sent and not yet confirmed by their CommandComplete, in order. */
+  private preparedChanges: PreparedChange[] = [];
   /** Backend messages of the chunk being scanned that are replaced on their way to the client. */
   private splices: Splice[] | null = null;
   /** Bytes held back from the client: the start of an ErrorResponse that may answer a denial. */
@@ -202,7 +214,7 @@ export class PostgresSession implements Session {
   private processClient(): void {
     const out: Buffer[] = [];
     const events: AuditEventInput[] = [];
-    const denials: [string, string][] = [];
+    const denials: [string, { reason: string; unit: number }][] = [];
     let started = 0;
     let queries = 0;
     try {
@@ -213,6 +225,7 @@ export class PostgresSession implements Session {
             const text = parseQuery(frame.payload);
             const verdict = this.judge(text);
             const s = this.tracker.query(text, verdict.rule);
+            this.queueChanges(verdict);
             events.push(this.startedEvent(s));
             if (verdict.action === 'deny') {
               const poison = this.poison(verdict.reason, denials);
@@ -227,6 +240,7 @@ export class PostgresSession implements Session {
             const p = parseParse(frame.payload);
             const verdict = this.judge(p.query);
             this.tracker.parse(p.name, p.query, p.paramTypes, verdict.rule);
+            this.queueChanges(verdict);
             if (verdict.action === 'deny') {
               // The backend fails this Parse and skips to Sync itself, so Bind and Execute fail as after any failed Parse.
               const poison = this.poison(verdict.reason, denials);
@@ -327,31 +341,59 @@ export class PostgresSession implements Session {
    * judged before any is sent; an EXECUTE is judged with the body its
    * PREPARE had.
    */
-  private judge(text: string): Verdict {
+  private judge(text: string): Verdict & { changes?: PreparedChange[] } {
     const c = classifyCached(text);
     if (!c.ok) return judgeUnparseable(c.message);
+    // An EXECUTE sees the newest body its name was given: earlier in this message, then sent but unconfirmed, then confirmed.
+    const changes: PreparedChange[] = [];
+    const bodyOf = (name: string): StatementFacts | undefined => {
+      for (const list of [changes, this.preparedChanges]) {
+        for (let i = list.length - 1; i >= 0; i--) {
+          const ch = list[i];
+          if (ch.name === undefined) return undefined;
+          if (ch.name === name) return ch.body;
+        }
+      }
+      return this.sqlPrepared.get(name);
+    };
     const statements = c.statements.map((f) => {
+      if (f.kind === 'prepare' && f.preparedName !== undefined && f.body) changes.push({ tag: 'PREPARE', name: f.preparedName, body: f.body, unit: 0 });
+      else if (f.kind === 'deallocate') changes.push({ tag: 'DEALLOCATE', name: f.preparedName, unit: 0 });
       if (f.kind !== 'execute' || f.preparedName === undefined) return f;
-      const body = this.sqlPrepared.get(f.preparedName);
+      const body = bodyOf(f.preparedName);
       return body ? { ...f, opaque: false, body } : f;
     });
     const verdict = judgeStatements({ principal: this.principal, resource: this.resource, grant: this.grant, statements, policies: this.ctx.state().config.policies });
-    if (verdict.action === 'allow') {
-      for (const f of c.statements) {
-        if (f.kind === 'prepare' && f.preparedName !== undefined && f.body) this.sqlPrepared.set(f.preparedName, f.body);
-        else if (f.kind === 'deallocate') {
-          if (f.preparedName === undefined) this.sqlPrepared.clear();
-          else this.sqlPrepared.delete(f.preparedName);
-        }
-      }
+    return verdict.action === 'allow' && changes.length > 0 ? { ...verdict, changes } : verdict;
+  }
+
+  /** Remembers the PREPARE/DEALLOCATE of an allowed message, in the unit the tracker just put it in. */
+  private queueChanges(verdict: Verdict & { changes?: PreparedChange[] }): void {
+    if (!verdict.changes) return;
+    for (const ch of verdict.changes) {
+      ch.unit = this.tracker.currentUnit;
+      this.preparedChanges.push(ch);
     }
-    return verdict;
+  }
+
+  /** CommandComplete of PREPARE, DEALLOCATE or DISCARD ALL: the backend's prepared statements changed. */
+  private preparedChanged(tag: string): void {
+    if (tag === 'DISCARD ALL') {
+      this.sqlPrepared.clear();
+      return;
+    }
+    const kind = tag === 'PREPARE' ? 'PREPARE' : tag.startsWith('DEALLOCATE') ? 'DEALLOCATE' : undefined;
+    if (!kind || this.preparedChanges[0]?.tag !== kind) return;
+    const ch = this.preparedChanges.shift()!;
+    if (ch.tag === 'PREPARE') this.sqlPrepared.set(ch.name!, ch.body!);
+    else if (ch.name === undefined) this.sqlPrepared.clear();
+    else this.sqlPrepared.delete(ch.name);
   }
 
   /** A new poison function name for a denial, queued with its reason until the message carrying it is sent. */
-  private poison(reason: string, queue: [string, string][]): string {
+  private poison(reason: string, queue: [string, { reason: string; unit: number }][]): string {
     const name = `${this.poisonPrefix}${randomBytes(6).toString('hex')}`;
-    queue.push([name, reason]);
+    queue.push([name, { reason, unit: this.tracker.currentUnit }]);
     return name;
   }
 
@@ -435,9 +477,12 @@ export class PostgresSession implements Session {
   private readonly onBackendMessage = (type: number, payload: Buffer, start: number, msgEnd: number): void => {
     let end: StatementEnd | undefined;
     switch (type) {
-      case BE.CommandComplete:
-        end = this.tracker.commandComplete(parseCommandComplete(payload));
+      case BE.CommandComplete: {
+        const tag = parseCommandComplete(payload);
+        if (tag === 'PREPARE' || tag.startsWith('DEALLOCATE') || tag === 'DISCARD ALL') this.preparedChanged(tag);
+        end = this.tracker.commandComplete(tag);
         break;
+      }
       case BE.EmptyQueryResponse:
         end = this.tracker.endWithoutTag();
         break;
@@ -458,8 +503,7 @@ export class PostgresSession implements Session {
       }
       case BE.ReadyForQuery:
         for (const e of this.tracker.ready(parseReadyForQuery(payload))) this.completedEvent(e);
-        // A replacement the backend skipped (an earlier message of its unit failed first) is answered by nothing.
-        if (this.tracker.pending === 0) this.denials.clear();
+        this.forgetAnsweredUnits();
         return;
       case BE.ParseComplete:
         this.tracker.parseComplete();
@@ -474,12 +518,23 @@ export class PostgresSession implements Session {
     if (end) this.completedEvent(end);
   };
 
+  /**
+   * A unit is over once its ReadyForQuery arrived: a replacement the backend
+   * skipped (an earlier message failed first) and a PREPARE that never
+   * completed will not be answered any more.
+   */
+  private forgetAnsweredUnits(): void {
+    const done = this.tracker.answeredUnits;
+    for (const [name, d] of this.denials) if (d.unit <= done) this.denials.delete(name);
+    if (this.preparedChanges.length > 0 && this.preparedChanges[0].unit <= done) this.preparedChanges = this.preparedChanges.filter((ch) => ch.unit > done);
+  }
+
   /** The reason of the denial whose replacement statement this backend error answers, if it does. */
   private denialAnswered(message: string): string | undefined {
     const at = message.indexOf(this.poisonPrefix);
     if (at < 0) return undefined;
     const name = /^[a-z0-9_]+/.exec(message.slice(at))?.[0] ?? '';
-    const reason = this.denials.get(name);
+    const reason = this.denials.get(name)?.reason;
     this.denials.delete(name);
     return reason;
   }

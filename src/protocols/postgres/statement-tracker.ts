@@ -85,6 +85,8 @@ export class StatementTracker {
    */
   private tentative: { unit: Unit; name: string; previous?: Prepared; rejected: boolean }[] = [];
   private readonly now: () => number;
+  private queuedUnits = 0;
+  private answered = 0;
   /** Transaction status from the last ReadyForQuery. */
   status: 'I' | 'T' | 'E' = 'I';
   /** The backend is in copy-in mode and the client has not yet ended the copy. */
@@ -101,17 +103,31 @@ export class StatementTracker {
     return this.units.length;
   }
 
+  /** Units queued so far; the unit the last client message joined has this ordinal. */
+  get currentUnit(): number {
+    return this.queuedUnits;
+  }
+
+  /** Units answered by ReadyForQuery so far: the unit with ordinal n is done once this reaches n. */
+  get answeredUnits(): number {
+    return this.answered;
+  }
+
   query(text: string, rule?: string): StatementStart {
     this.copying = false;
     const start: StatementStart = { id: this.nextId++, protocol: 'simple', text, ...(rule !== undefined ? { rule } : {}) };
     this.units.push({ kind: 'query', statements: [this.running(start, 0)], closed: true });
+    this.queuedUnits++;
     return start;
   }
 
   /** Undoes the last `query` when it was not sent after all. */
   withdrawLastQuery(): void {
     const last = this.units[this.units.length - 1];
-    if (last?.kind === 'query') this.units.pop();
+    if (last?.kind === 'query') {
+      this.units.pop();
+      this.queuedUnits--;
+    }
   }
 
   parse(name: string, text: string, paramTypes: readonly number[], rule?: string): void {
@@ -181,7 +197,10 @@ export class StatementTracker {
     if (this.copying) return;
     const last = this.units[this.units.length - 1];
     if (last && last.kind === 'extended' && !last.closed) last.closed = true;
-    else this.units.push({ kind: 'extended', statements: [], closed: true });
+    else {
+      this.units.push({ kind: 'extended', statements: [], closed: true });
+      this.queuedUnits++;
+    }
   }
 
   /** CommandComplete: completes the current statement of the head unit (simple queries collect all tags). */
@@ -233,6 +252,8 @@ export class StatementTracker {
     const head = this.units[0];
     if (!head) return;
     if (this.units.slice(1).some((u) => u.statements.length > 0)) return;
+    // The Syncs' units are never answered: give their ordinals back so the count stays aligned with ReadyForQuery.
+    this.queuedUnits -= this.units.length - 1;
     this.units.length = 1;
     if (head.kind === 'extended') head.closed = false;
     this.copying = true;
@@ -280,6 +301,7 @@ export class StatementTracker {
     if (status === 'I') this.portals.clear();
     const unit = this.units.shift();
     if (!unit) return [];
+    this.answered++;
     const ends: StatementEnd[] = [];
     for (const r of unit.statements) {
       if (r.done) continue;
@@ -294,6 +316,7 @@ export class StatementTracker {
     if (last && last.kind === 'extended' && !last.closed) return last;
     const unit: Unit = { kind: 'extended', statements: [], closed: false };
     this.units.push(unit);
+    this.queuedUnits++;
     return unit;
   }
 
