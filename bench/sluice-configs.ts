@@ -80,7 +80,35 @@ export const SLUICE_CONFIGS: readonly SluiceBenchConfig[] = [
     scenarios: [1, 2, 3, 4, 5, 6],
     yaml: benchBaseConfig,
   },
+  {
+    name: 'sluice-masked',
+    label: 'Sluice, full inspection and masking of one column',
+    layers: ['audit', 'masking'],
+    scenarios: [2, 4],
+    yaml: maskedConfig,
+  },
 ];
+
+/**
+ * Full inspection plus a masking policy for everyone: pgbench -S reads
+ * abalance, which is masked (NULL), so every row it gets is rewritten; the
+ * bulk table's email column is masked with the keyed hash.
+ */
+function maskedConfig(env: SluiceConfigEnv): Record<string, unknown> {
+  const cfg = benchBaseConfig(env);
+  (cfg.policies as Record<string, unknown>[]).push({
+    name: 'bench-masking',
+    when: {},
+    resources: ['bench'],
+    masking: {
+      columns: [
+        { match: ['public.pgbench_accounts.abalance'], strategy: 'null' },
+        { match: ['public.bench_bulk.email'], strategy: 'hash' },
+      ],
+    },
+  });
+  return cfg;
+}
 
 export interface SettingDiff {
   readonly path: string;

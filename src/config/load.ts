@@ -71,7 +71,9 @@ function crossCheck(cfg: SluiceConfig): void {
     issuerNames.add(iss.name);
   });
   cfg.policies.forEach((p, i) => {
-    if (p.statements) {
+    if (p.masking) {
+      issues.push(...maskingPolicyIssues(p, `policies[${i}]`));
+    } else if (p.statements) {
       issues.push(...statementRuleIssues(p, `policies[${i}]`));
     } else {
       if (!p.permissions && !(p.resources && p.grants)) {
@@ -86,7 +88,8 @@ function crossCheck(cfg: SluiceConfig): void {
         issues.push({ path: `policies[${i}].resources[${j}]`, message: `unknown resource ${name}` });
       }
     });
-    if (Object.keys(p.when).length === 0) {
+    // Masking more is the safe side, so a masking policy may cover everyone; access policies may not.
+    if (Object.keys(p.when).length === 0 && !p.masking) {
       issues.push({ path: `policies[${i}].when`, message: 'name at least one of issuer, subjects, groups, kind, claims' });
     }
   });
@@ -141,6 +144,21 @@ function statementRuleIssues(p: PolicyConfig, at: string): { path: string; messa
       issues.push({ path: `${at}.statements.opaque`, message: 'an allow rule permits opaque statements with opaque: true; leave the key out otherwise' });
     }
   }
+  return issues;
+}
+
+/**
+ * A masking policy only changes what results show; mixing it with grants,
+ * statements or permissions would make one policy both open access and
+ * restrict it, and a deny effect has no meaning for masking.
+ */
+function maskingPolicyIssues(p: PolicyConfig, at: string): { path: string; message: string }[] {
+  const issues: { path: string; message: string }[] = [];
+  if (p.resources === undefined) issues.push({ path: `${at}.resources`, message: 'masking goes with resources' });
+  for (const key of ['grants', 'statements', 'permissions', 'max_session_duration'] as const) {
+    if (p[key] !== undefined) issues.push({ path: `${at}.${key}`, message: `a masking policy only masks; put ${key} in a policy of its own` });
+  }
+  if (p.effect === 'deny') issues.push({ path: `${at}.effect`, message: 'masking has no deny effect; leave effect out' });
   return issues;
 }
 

@@ -224,6 +224,62 @@ const statementRule = z
       'Statement rule. With effect deny: denies statements that match every given field. With effect allow: permits the listed settings, or opaque statements (opaque: true).',
   });
 
+const columnPattern = z
+  .string()
+  .regex(/^[^.\s]+\.[^.\s]+\.[^.\s]+$/, { message: 'expected schema.table.column, where * matches within one name: public.users.password, *.*.api_key' })
+  .meta({ description: 'schema.table.column; * matches within one name; case-insensitive.' });
+
+export const MASK_STRATEGY_NAMES = ['redact', 'partial', 'hash', 'null'] as const;
+const maskStrategy = z.enum(MASK_STRATEGY_NAMES);
+const keepLast = z.number().int().min(1).max(64).default(4).meta({ description: 'partial: characters kept at the end.' });
+
+export const DETECTOR_NAME_LIST = ['email', 'payment_card', 'iban', 'us_ssn', 'phone', 'jwt', 'aws_access_key', 'private_key', 'api_key'] as const;
+
+const maskColumns = z.strictObject({
+  match: z.array(columnPattern).min(1).meta({ description: 'Columns, by origin: a column selected under any alias, or through a view, is still the column.' }),
+  strategy: maskStrategy.default('redact').meta({ description: 'redact ([masked]), partial (**** and the last keep_last characters), hash (keyed HMAC: joins and groups still work), null.' }),
+  keep_last: keepLast,
+});
+
+const maskDetectors = z.strictObject({
+  names: z.array(z.enum(DETECTOR_NAME_LIST)).min(1).meta({ description: 'Value detectors applied to text values in results, whatever their column.' }),
+  columns: z.array(columnPattern).min(1).optional().meta({ description: 'Only values whose origin is one of these columns; default every text value, expressions included.' }),
+  strategy: maskStrategy.default('redact').meta({ description: 'How a detected value is replaced: redact ([masked:<detector>]), partial, hash; null makes the whole value NULL.' }),
+  keep_last: keepLast,
+});
+
+const masking = z
+  .strictObject({
+    columns: z.array(maskColumns).default([]).meta({ description: 'Masked columns and their strategy.' }),
+    detectors: maskDetectors.optional(),
+    exempt: z.array(principalMatch).default([]).meta({ description: 'Principals who see raw values (any entry matches), for example the dba group.' }),
+    functions: z
+      .array(functionPattern)
+      .min(1)
+      .optional()
+      .meta({ description: 'User-defined functions trusted not to reveal masked columns; others make a statement on masked data denied (or fully masked).' }),
+    indirect: z
+      .enum(['deny', 'mask'])
+      .default('deny')
+      .meta({
+        description:
+          'A statement that reads a masked column other than by selecting it (in a function, cast, aggregate, whole-row reference, subquery, CTE, UNION): deny it, or mask every column of its result. Masked columns in WHERE, JOIN, ORDER BY or GROUP BY are always denied.',
+      }),
+    notifications: z
+      .enum(['redact', 'detect'])
+      .default('redact')
+      .meta({ description: 'NOTIFY payloads: redact them whole, or apply the detectors only.' }),
+    max_value_bytes: z
+      .number()
+      .int()
+      .min(64)
+      .max(64 * 1024 * 1024)
+      .default(1024 * 1024)
+      .meta({ description: 'Values larger than this are masked whole when a detector or masked column applies; they are never scanned or passed through.' }),
+  })
+  .refine((m) => m.columns.length > 0 || m.detectors !== undefined, { message: 'name columns, detectors, or both' })
+  .meta({ description: 'Data masking for principals this policy matches (when may be {} for everyone), except the exempt.' });
+
 const permission = z.enum(['audit:read', 'sessions:read', 'sessions:terminate']);
 export type Permission = z.infer<typeof permission>;
 
@@ -239,6 +295,7 @@ const policy = z.strictObject({
     .min(1)
     .optional()
     .meta({ description: 'Sluice API permissions: audit:read, sessions:read, sessions:terminate.' }),
+  masking: masking.optional(),
   max_session_duration: duration
     .refine((s) => s > 0, { message: 'expected a duration above zero' })
     .optional()
@@ -260,3 +317,4 @@ export type PolicyConfig = SluiceConfig['policies'][number];
 export type IssuerConfig = SluiceConfig['identity']['issuers'][number];
 export type PrincipalMatch = PolicyConfig['when'];
 export type StatementRuleConfig = NonNullable<PolicyConfig['statements']>;
+export type MaskingConfig = NonNullable<PolicyConfig['masking']>;

@@ -13,6 +13,8 @@ import { createHttpServer } from '../server/http.js';
 import { SessionRegistry } from '../sessions/registry.js';
 import { initSqlParser } from '../sql/index.js';
 import { authorizeSession } from './authorize-session.js';
+import { CatalogCache } from '../protocols/postgres/masking/catalog-cache.js';
+import { maskingPlanFor, maskingPlanKey } from '../masking/rules.js';
 import { buildState, serverTlsPems } from './build-state.js';
 import type { GatewayState } from './state.js';
 
@@ -63,6 +65,8 @@ export class Gateway {
       events: this.events,
       metrics: this.metrics,
       state: () => this.current,
+      catalogs: new CatalogCache(),
+      maskingKey: keyring.secret('masking'),
     };
     this.postgres = new PostgresListener(ctx);
     this.http = createHttpServer({
@@ -141,10 +145,18 @@ export class Gateway {
       await this.events.record([{ type: 'config.rejected', time: new Date().toISOString(), data: { file, error } }]).catch(() => undefined);
       return { ok: false, error, terminated: 0 };
     }
+    const previous = this.current;
     this.current = next;
     this.log.level = next.config.server.log_level;
     let terminated = 0;
     for (const s of this.registry.list()) {
+      // A session masks with the plan it opened with: when a reload changes that plan, it reconnects under the new one.
+      const before = maskingPlanKey(maskingPlanFor(previous.config.policies, s.principal, s.resource));
+      if (before !== maskingPlanKey(maskingPlanFor(next.config.policies, s.principal, s.resource))) {
+        terminated++;
+        s.terminate({ code: 'masking_changed', sqlstate: '57P01', message: 'session ended after a configuration reload changed what it must mask; reconnect' });
+        continue;
+      }
       // The session's open time as "now": a token that expired since connect does not end it (decision 0001).
       const verdict = authorizeSession(next, s.principal, s.resource, s.grant, Math.floor(s.openedAt.getTime() / 1000));
       if (verdict.ok) {

@@ -1,4 +1,5 @@
-import type { ColumnClause, ColumnUse, StatementFacts, StatementKind } from './facts.js';
+import type { ColumnClause, ColumnUse, CopyFacts, StatementFacts, StatementKind } from './facts.js';
+import { copyFacts } from './copy.js';
 import { DML_KINDS, kindOfNode } from './kinds.js';
 
 type Obj = Record<string, unknown>;
@@ -14,6 +15,12 @@ interface Scope {
 interface Ctx {
   scope: Scope;
   clause: ColumnClause;
+  /** The outermost statement's clause we are in; becomes `via` when a sub-select starts. */
+  section: ColumnClause;
+  nested: boolean;
+  via?: ColumnClause;
+  /** Re-reading a target for ORDER BY / GROUP BY: sub-selects were read the first time and keep their own clauses. */
+  again?: boolean;
   /** False inside bodies that are stored, not run now (rules, plain EXPLAIN, function bodies). */
   executing: boolean;
   inCte: boolean;
@@ -117,6 +124,28 @@ function selfComparison(e: unknown): boolean {
   return !!ex && ex.lexpr !== undefined && sameTree(ex.lexpr, ex.rexpr);
 }
 
+/** One SELECT whose target list produces output rows: a plain SELECT, or each arm of a set operation. */
+interface Leaf {
+  ctx: Ctx;
+  targets: unknown[];
+}
+
+const at = (ctx: Ctx, clause: ColumnClause, section: ColumnClause = clause): Ctx => ({ ...ctx, clause, section });
+
+/** Enter a sub-select; `via` is kept from the outermost one. */
+const nest = (ctx: Ctx, via: ColumnClause): Ctx => (ctx.nested ? ctx : { ...ctx, nested: true, via });
+
+/** PostgreSQL's output column name for a target, as far as ORDER BY / GROUP BY name matching needs it. */
+function outputName(rt: Obj): string | undefined {
+  if (typeof rt.name === 'string') return rt.name;
+  let val = rt.val;
+  while (unwrap(val, 'TypeCast')) val = unwrap(val, 'TypeCast')!.arg;
+  const ref = unwrap(val, 'ColumnRef');
+  const names = ref ? asArray(ref.fields) : [];
+  const last = names[names.length - 1];
+  return isObj(last) && isObj(last.String) ? String(last.String.sval) : undefined;
+}
+
 class Collector {
   readonly read = new Set<string>();
   readonly written = new Set<string>();
@@ -131,7 +160,7 @@ class Collector {
   bounded?: boolean;
 
   column(use: ColumnUse): void {
-    const key = `${use.table ?? ''}\u0000${use.column}\u0000${use.clause}`;
+    const key = `${use.table ?? ''}\u0000${use.column}\u0000${use.clause}\u0000${use.via ?? ''}`;
     if (this.columnKeys.has(key)) return;
     this.columnKeys.add(key);
     this.columns.push(use);
@@ -159,6 +188,10 @@ function resolveAlias(name: string, scope: Scope): { found: boolean; table?: str
 class Walker {
   constructor(readonly out: Collector) {}
 
+  private column(ctx: Ctx, use: ColumnUse): void {
+    this.out.column(ctx.nested ? { ...use, nested: true, via: ctx.via } : use);
+  }
+
   walk(v: unknown, ctx: Ctx): void {
     if (Array.isArray(v)) {
       for (const item of v) this.walk(item, ctx);
@@ -180,7 +213,7 @@ class Walker {
   node(type: string, n: Obj, ctx: Ctx): void {
     switch (type) {
       case 'SelectStmt':
-        return this.select(n, ctx);
+        return void this.select(n, ctx);
       case 'InsertStmt':
         return this.insert(n, ctx);
       case 'UpdateStmt':
@@ -195,22 +228,44 @@ class Walker {
         return this.funcCall(n, ctx);
       case 'ColumnRef':
         return this.columnRef(n, ctx);
+      case 'SubLink':
+        this.walk(n.testexpr, ctx);
+        // Walking sub-selects again would cost time exponential in their nesting.
+        if (!ctx.again) this.walk(n.subselect, nest(ctx, ctx.section));
+        return;
+      case 'WindowDef':
+        return this.windowDef(n, ctx);
       case 'RangeSubselect':
+        this.alias(n, ctx);
+        this.walk(n.subquery, nest(ctx, 'from'));
+        return;
       case 'RangeFunction':
-      case 'RangeTableFunc': {
-        const alias = isObj(n.alias) ? n.alias.aliasname : undefined;
-        if (typeof alias === 'string') ctx.scope.aliases.set(alias, undefined);
+      case 'RangeTableFunc':
+        this.alias(n, ctx);
         for (const [k, child] of Object.entries(n)) if (k !== 'alias') this.walk(child, ctx);
         return;
-      }
       case 'JoinExpr':
         this.walk(n.larg, ctx);
         this.walk(n.rarg, ctx);
-        this.walk(n.quals, { ...ctx, clause: 'join' });
+        // USING names a column of both sides, so no single table can be named.
+        for (const column of strings(n.usingClause)) this.column(ctx, { column, clause: 'join' });
+        this.walk(n.quals, at(ctx, 'join'));
         return;
       default:
         for (const child of Object.values(n)) this.walk(child, ctx);
     }
+  }
+
+  private alias(n: Obj, ctx: Ctx): void {
+    const alias = isObj(n.alias) ? n.alias.aliasname : undefined;
+    if (typeof alias === 'string') ctx.scope.aliases.set(alias, undefined);
+  }
+
+  private windowDef(n: Obj, ctx: Ctx): void {
+    this.walk(n.partitionClause, at(ctx, 'order'));
+    this.walk(n.orderClause, at(ctx, 'order'));
+    this.walk(n.startOffset, at(ctx, 'expression'));
+    this.walk(n.endOffset, at(ctx, 'expression'));
   }
 
   rangeVar(rv: unknown, ctx: Ctx, mode: 'read' | 'write' | 'both'): string | undefined {
@@ -240,7 +295,7 @@ class Walker {
     ctes.forEach((cte, i) => {
       const scope = newScope(ctx.scope);
       for (const name of w.recursive ? names : names.slice(0, i)) scope.ctes.add(name);
-      this.walk(cte.ctequery, { ...ctx, scope, clause: 'expression', inCte: true });
+      this.walk(cte.ctequery, { ...nest(ctx, 'cte'), scope, clause: 'expression', section: 'expression', inCte: true });
     });
     for (const name of names) ctx.scope.ctes.add(name);
   }
@@ -249,31 +304,92 @@ class Walker {
     for (const item of asArray(list)) {
       const rt = unwrap(item, 'ResTarget');
       const val = rt ? rt.val : item;
-      if (unwrap(val, 'ColumnRef')) this.columnRef(unwrap(val, 'ColumnRef')!, { ...ctx, clause });
-      else this.walk(val, { ...ctx, clause: clause === 'target' ? 'expression' : clause });
+      if (unwrap(val, 'ColumnRef')) this.columnRef(unwrap(val, 'ColumnRef')!, at(ctx, clause));
+      else this.walk(val, at(ctx, clause === 'target' ? 'expression' : clause, clause));
     }
   }
 
-  select(n: Obj, outer: Ctx): void {
-    const ctx: Ctx = { ...outer, scope: newScope(outer.scope) };
-    this.withClause(n.withClause, ctx);
-    if (n.op !== undefined && n.op !== 'SETOP_NONE') {
-      this.walk(n.larg, ctx);
-      this.walk(n.rarg, ctx);
+  /**
+   * ORDER BY, GROUP BY and DISTINCT ON items. An integer or a bare output
+   * column name stands for that target expression, whose columns are then used
+   * for ordering or grouping (in every arm of a set operation). Sub-selects in
+   * that expression are not read again: their columns keep their own clauses.
+   */
+  private sortItems(list: unknown, clause: ColumnClause, ctx: Ctx, leaves: Leaf[], done: Set<string>, inGroupingSet = false): void {
+    for (const item of asArray(list)) {
+      const set = unwrap(item, 'GroupingSet');
+      if (set && clause === 'group') {
+        this.sortItems(set.content, clause, ctx, leaves, done, true);
+        continue;
+      }
+      const row = inGroupingSet ? unwrap(item, 'RowExpr') : undefined;
+      if (row) {
+        this.sortItems(row.args, clause, ctx, leaves, done, true);
+        continue;
+      }
+      const sortBy = unwrap(item, 'SortBy');
+      const expr = sortBy ? sortBy.node : item;
+      const positions = this.outputPositions(expr, leaves);
+      // In GROUP BY a bare name means the input column when one has that name (ORDER BY prefers the output column): record both.
+      if (positions === undefined || (clause === 'group' && unwrap(expr, 'ColumnRef'))) this.walk(item, at(ctx, clause));
+      if (positions === undefined) continue;
+      // Each target is read again at most once per clause, however often it is named.
+      for (const i of positions.filter((p) => !done.has(`${clause}:${p}`))) {
+        done.add(`${clause}:${i}`);
+        for (const leaf of leaves) {
+          const rt = unwrap(leaf.targets[i], 'ResTarget');
+          if (rt) this.walk(rt.val, { ...at(leaf.ctx, clause), again: true });
+        }
+      }
     }
-    this.walk(n.fromClause, { ...ctx, clause: 'join' });
-    this.walk(n.valuesLists, { ...ctx, clause: 'expression' });
+  }
+
+  /** Target positions an ORDER BY / GROUP BY item refers to, or undefined when it is an ordinary expression. */
+  private outputPositions(expr: unknown, leaves: Leaf[]): number[] | undefined {
+    const c = unwrap(expr, 'A_Const');
+    if (c && isObj(c.ival)) {
+      const n = Number(c.ival.ival ?? 0);
+      return n >= 1 ? [n - 1] : [];
+    }
+    const ref = unwrap(expr, 'ColumnRef');
+    const fields = ref ? asArray(ref.fields) : [];
+    const name = fields.length === 1 ? strings(fields)[0] : undefined;
+    if (name === undefined || leaves.length === 0) return undefined;
+    // Output names come from the leftmost arm of a set operation.
+    const positions = leaves[0].targets.flatMap((t, i) => {
+      const rt = unwrap(t, 'ResTarget');
+      return rt && outputName(rt) === name ? [i] : [];
+    });
+    return positions.length > 0 ? positions : undefined;
+  }
+
+  select(n: Obj, outer: Ctx): Leaf[] {
+    let ctx: Ctx = { ...outer, scope: newScope(outer.scope) };
+    // SELECT INTO stores its rows instead of returning them, like CREATE TABLE AS.
+    if (isObj(n.intoClause)) ctx = nest(ctx, 'expression');
+    this.withClause(n.withClause, ctx);
+    let leaves: Leaf[] = [{ ctx, targets: asArray(n.targetList) }];
+    if (n.op !== undefined && n.op !== 'SETOP_NONE') {
+      const arm = nest(ctx, 'setop');
+      leaves = [...this.select(isObj(n.larg) ? n.larg : {}, arm), ...this.select(isObj(n.rarg) ? n.rarg : {}, arm)];
+    }
+    this.walk(n.fromClause, at(ctx, 'from'));
+    this.walk(n.valuesLists, at(ctx, 'expression'));
     this.targets(n.targetList, ctx, 'target');
     if (isObj(n.intoClause)) {
       this.rangeVar(n.intoClause.rel, ctx, 'write');
       this.out.effects.add('select_into');
     }
-    this.walk(n.whereClause, { ...ctx, clause: 'where' });
-    this.walk(n.groupClause, { ...ctx, clause: 'group' });
-    this.walk(n.havingClause, { ...ctx, clause: 'having' });
-    this.walk(n.sortClause, { ...ctx, clause: 'order' });
-    for (const k of ['windowClause', 'distinctClause', 'limitCount', 'limitOffset']) this.walk(n[k], { ...ctx, clause: 'expression' });
+    this.walk(n.whereClause, at(ctx, 'where'));
+    const done = new Set<string>();
+    this.sortItems(n.groupClause, 'group', ctx, leaves, done);
+    this.walk(n.havingClause, at(ctx, 'having'));
+    this.sortItems(n.distinctClause, 'order', ctx, leaves, done);
+    this.sortItems(n.sortClause, 'order', ctx, leaves, done);
+    this.walk(n.windowClause, at(ctx, 'order'));
+    for (const k of ['limitCount', 'limitOffset']) this.walk(n[k], at(ctx, 'expression'));
     if (asArray(n.lockingClause).length > 0) this.out.effects.add('row_lock');
+    return leaves;
   }
 
   private dmlStart(kind: StatementKind, n: Obj, outer: Ctx): Ctx {
@@ -296,9 +412,9 @@ class Walker {
     for (const item of asArray(list)) {
       const rt = unwrap(item, 'ResTarget');
       if (!rt) continue;
-      if (typeof rt.name === 'string') this.out.column({ table, column: rt.name, clause: 'set' });
-      this.walk(rt.indirection, { ...ctx, clause: 'expression' });
-      this.walk(rt.val, { ...ctx, clause: 'expression' });
+      if (typeof rt.name === 'string') this.column(ctx, { table, column: rt.name, clause: 'set' });
+      this.walk(rt.indirection, at(ctx, 'expression', 'set'));
+      this.walk(rt.val, at(ctx, 'expression', 'set'));
     }
   }
 
@@ -306,14 +422,14 @@ class Walker {
     const ctx = this.dmlStart('insert', n, outer);
     const table = this.rangeVar(n.relation, ctx, 'write');
     this.setTargets(n.cols, table, ctx);
-    this.walk(n.selectStmt, ctx);
+    this.walk(n.selectStmt, nest(ctx, 'expression'));
     const conflict = isObj(n.onConflictClause) ? n.onConflictClause : undefined;
     if (conflict) {
       ctx.scope.aliases.set('excluded', table);
       if (conflict.action === 'ONCONFLICT_UPDATE') this.out.effects.add('upsert');
-      this.walk(conflict.infer, { ...ctx, clause: 'expression' });
+      this.walk(conflict.infer, at(ctx, 'expression'));
       this.setTargets(conflict.targetList, table, ctx);
-      this.walk(conflict.whereClause, { ...ctx, clause: 'where' });
+      this.walk(conflict.whereClause, at(ctx, 'where'));
     }
     if ((this.returning(n, ctx) || conflict) && table) this.out.read.add(table);
   }
@@ -321,9 +437,9 @@ class Walker {
   update(n: Obj, outer: Ctx): void {
     const ctx = this.dmlStart('update', n, outer);
     const table = this.rangeVar(n.relation, ctx, 'both');
-    this.walk(n.fromClause, { ...ctx, clause: 'join' });
+    this.walk(n.fromClause, at(ctx, 'from'));
     this.setTargets(n.targetList, table, ctx);
-    this.walk(n.whereClause, { ...ctx, clause: 'where' });
+    this.walk(n.whereClause, at(ctx, 'where'));
     this.returning(n, ctx);
     if (outer.executing) this.out.markBounded(n.whereClause);
   }
@@ -331,8 +447,8 @@ class Walker {
   delete(n: Obj, outer: Ctx): void {
     const ctx = this.dmlStart('delete', n, outer);
     this.rangeVar(n.relation, ctx, 'both');
-    this.walk(n.usingClause, { ...ctx, clause: 'join' });
-    this.walk(n.whereClause, { ...ctx, clause: 'where' });
+    this.walk(n.usingClause, at(ctx, 'from'));
+    this.walk(n.whereClause, at(ctx, 'where'));
     this.returning(n, ctx);
     if (outer.executing) this.out.markBounded(n.whereClause);
   }
@@ -340,14 +456,14 @@ class Walker {
   merge(n: Obj, outer: Ctx): void {
     const ctx = this.dmlStart('merge', n, outer);
     const table = this.rangeVar(n.relation, ctx, 'both');
-    this.walk(n.sourceRelation, { ...ctx, clause: 'join' });
-    this.walk(n.joinCondition, { ...ctx, clause: 'join' });
+    this.walk(n.sourceRelation, at(ctx, 'from'));
+    this.walk(n.joinCondition, at(ctx, 'join'));
     for (const item of asArray(n.mergeWhenClauses)) {
       const w = unwrap(item, 'MergeWhenClause');
       if (!w) continue;
-      this.walk(w.condition, { ...ctx, clause: 'where' });
+      this.walk(w.condition, at(ctx, 'where'));
       this.setTargets(w.targetList, table, ctx);
-      this.walk(w.values, { ...ctx, clause: 'expression' });
+      this.walk(w.values, at(ctx, 'expression'));
     }
     this.returning(n, ctx);
   }
@@ -372,7 +488,10 @@ class Walker {
       this.out.effects.add('dynamic_sql');
     }
     const inner: Ctx = { ...ctx, clause: ctx.clause === 'target' ? 'expression' : ctx.clause };
-    for (const [k, child] of Object.entries(n)) if (k !== 'funcname') this.walk(child, inner);
+    for (const [k, child] of Object.entries(n)) {
+      if (k === 'over' && isObj(child)) this.windowDef(child, inner);
+      else if (k !== 'funcname') this.walk(child, inner);
+    }
   }
 
   columnRef(n: Obj, ctx: Ctx): void {
@@ -381,25 +500,25 @@ class Walker {
     const names = strings(fields);
     const only = ctx.scope.tables.length === 1 ? ctx.scope.tables[0] : undefined;
     if (names.length === 0) {
-      if (ctx.scope.tables.length === 0) this.out.column({ column: '*', clause: ctx.clause });
-      for (const table of ctx.scope.tables) this.out.column({ table, column: '*', clause: ctx.clause });
+      if (ctx.scope.tables.length === 0) this.column(ctx, { column: '*', clause: ctx.clause });
+      for (const table of ctx.scope.tables) this.column(ctx, { table, column: '*', clause: ctx.clause });
       return;
     }
     if (names.length === 1 && !star) {
       const alias = resolveAlias(names[0], ctx.scope);
-      if (alias.found) this.out.column({ table: alias.table ?? names[0], column: '*', clause: 'whole_row' });
-      else this.out.column({ table: only, column: names[0], clause: ctx.clause });
+      if (alias.found) this.column(ctx, { table: alias.table ?? names[0], column: '*', clause: 'whole_row' });
+      else this.column(ctx, { table: only, column: names[0], clause: ctx.clause });
       return;
     }
     const qualifier = star ? names : names.slice(0, -1);
     const column = star ? '*' : names[names.length - 1];
     const alias = qualifier.length === 1 ? resolveAlias(qualifier[0], ctx.scope) : { found: false };
     const table = alias.found ? (alias.table ?? qualifier[0]) : qualifier.map(part).join('.');
-    this.out.column({ table, column, clause: ctx.clause });
+    this.column(ctx, { table, column, clause: ctx.clause });
   }
 }
 
-const rootCtx = (executing = true): Ctx => ({ scope: newScope(), clause: 'expression', executing, inCte: false });
+const rootCtx = (executing = true): Ctx => ({ scope: newScope(), clause: 'expression', section: 'expression', nested: false, executing, inCte: false });
 
 function explainAnalyzes(options: unknown): boolean {
   for (const o of asArray(options)) {
@@ -433,10 +552,12 @@ export function extractStatement(stmt: Obj): FactsWithoutText {
   let kind = kindOfNode(type, node);
   let preparedName: string | undefined;
   let body: StatementFacts | undefined;
+  let copy: CopyFacts | undefined;
   const ctx = rootCtx();
   const ddlWrite = (fields: string[]) => {
     for (const f of fields) if (node[f] !== undefined) w.rangeVar(node[f], ctx, 'write');
-    for (const [k, v] of Object.entries(node)) if (!fields.includes(k)) w.walk(v, ctx);
+    // A view's query is stored, its rows are not returned: its columns are nested like CREATE TABLE AS.
+    for (const [k, v] of Object.entries(node)) if (!fields.includes(k)) w.walk(v, k === 'query' ? nest(ctx, 'expression') : ctx);
   };
 
   switch (type) {
@@ -465,26 +586,28 @@ export function extractStatement(stmt: Obj): FactsWithoutText {
     }
     case 'CreateTableAsStmt': {
       if (isObj(node.into)) w.rangeVar(node.into.rel, ctx, 'write');
-      w.walk(node.query, ctx);
+      w.walk(node.query, nest(ctx, 'expression'));
       out.effects.add(node.objtype === 'OBJECT_MATVIEW' ? 'create_matview' : 'create_table_as');
       if (node.is_select_into) out.effects.add('select_into');
       break;
     }
     case 'CopyStmt': {
-      if (node.relation !== undefined) w.rangeVar(node.relation, ctx, node.is_from ? 'write' : 'read');
+      copy = copyFacts(node);
+      const table = node.relation !== undefined ? w.rangeVar(node.relation, ctx, node.is_from ? 'write' : 'read') : undefined;
+      if (table) for (const column of copy.columns ?? ['*']) out.column({ table, column, clause: 'target' });
       if (isObj(node.query)) {
         const qType = Object.keys(node.query)[0] ?? '';
         w.walk(node.query, ctx);
         if (DML_KINDS.has(kindOfNode(qType, {}))) kind = kindOfNode(qType, {});
       }
-      w.walk(node.whereClause, { ...ctx, clause: 'where' });
+      w.walk(node.whereClause, at(ctx, 'where'));
       if (typeof node.filename === 'string') out.effects.add(node.is_program ? 'copy_program' : 'copy_file');
       else out.effects.add(node.is_from ? 'copy_stdin' : 'copy_stdout');
       break;
     }
     case 'RuleStmt':
       w.rangeVar(node.relation, ctx, 'write');
-      w.walk(node.whereClause, { ...ctx, clause: 'where' });
+      w.walk(node.whereClause, at(ctx, 'where'));
       w.walk(node.actions, { ...ctx, executing: false });
       out.effects.add('create_rule');
       break;
@@ -497,7 +620,7 @@ export function extractStatement(stmt: Obj): FactsWithoutText {
     case 'CreateTrigStmt':
       w.rangeVar(node.relation, ctx, 'write');
       out.functions.add(strings(node.funcname).map(part).join('.'));
-      w.walk(node.whenClause, { ...ctx, clause: 'where' });
+      w.walk(node.whenClause, at(ctx, 'where'));
       out.effects.add('create_trigger');
       break;
     case 'DoStmt':
@@ -574,6 +697,7 @@ export function extractStatement(stmt: Obj): FactsWithoutText {
     opaque: out.opaque,
     effects: [...out.effects],
     ...(out.setting ? { setting: out.setting } : {}),
+    ...(copy ? { copy } : {}),
     ...(preparedName !== undefined ? { preparedName } : {}),
   };
 }

@@ -28,6 +28,9 @@ export class BackendScanner {
   constructor(
     private readonly wanted: (type: number) => boolean,
     private readonly onMessage: MessageHandler,
+    /** Wanted messages longer than this are not collected: `onOversize` hears of them and they are skipped. */
+    private readonly maxCollect = Infinity,
+    private readonly onOversize: (type: number, length: number) => void = () => undefined,
   ) {}
 
   /** True when the bytes scanned so far end exactly at a message boundary. */
@@ -77,6 +80,9 @@ export class BackendScanner {
         if (this.remaining < 0) throw new RangeError(`backend sent a message with length ${this.remaining + 4}`);
         if (!this.wanted(this.type)) {
           this.collecting = null;
+        } else if (this.remaining > this.maxCollect) {
+          this.collecting = null;
+          this.onOversize(this.type, this.remaining + 4);
         } else if (len - pos >= this.remaining) {
           const payload = chunk.subarray(pos, pos + this.remaining);
           pos += this.remaining;

@@ -3,6 +3,7 @@ import type { Logger } from '../../observability/log.js';
 import type { GatewayMetrics } from '../../observability/metrics.js';
 import type { GatewayState } from '../../runtime/state.js';
 import type { SessionRegistry } from '../../sessions/registry.js';
+import type { CatalogCache } from './masking/catalog-cache.js';
 
 /** What the PostgreSQL adapter needs from the rest of Sluice. */
 export interface PostgresAdapterContext {
@@ -12,4 +13,8 @@ export interface PostgresAdapterContext {
   readonly metrics: GatewayMetrics;
   /** The current configuration-derived state (swapped atomically on reload). */
   state(): GatewayState;
+  /** Catalog snapshots per resource, for masking. */
+  readonly catalogs: CatalogCache;
+  /** HMAC key of the hash masking strategy. */
+  readonly maskingKey: Buffer;
 }

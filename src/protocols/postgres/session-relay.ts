@@ -12,13 +12,15 @@ import { BackendScanner } from './backend-scanner.js';
 import { parseCommandComplete, parseErrorFields, parseParameterStatus, parseReadyForQuery } from './codec/backend-parser.js';
 import { errorResponse, readyForQuery } from './codec/backend-serializer.js';
 import { ProtocolError } from './codec/errors.js';
-import type { FrameReader } from './codec/frame-reader.js';
+import type { Frame, FrameReader } from './codec/frame-reader.js';
 import { FrameWriter, cstringBytes } from './codec/frame-writer.js';
 import { parseBind, parseDescribeOrClose, parseExecute, parseParse, parseQuery } from './codec/frontend-parser.js';
 import { query as queryMessage, terminate as terminateMessage } from './codec/frontend-serializer.js';
 import { BE, FE } from './codec/message-types.js';
 import type { PostgresAdapterContext } from './context.js';
+import { StreamSplicer, type Splice } from './splicer.js';
 import { StatementTracker, type StatementEnd, type StatementStart } from './statement-tracker.js';
+import { MASKED_MESSAGE_TYPES, VALUE_MESSAGE_TYPES, type MaskingOutput, type SessionMasker } from './masking/session-masker.js';
 
 export interface SessionInit {
   readonly id: string;
@@ -35,19 +37,23 @@ export interface SessionInit {
   readonly clientReader: FrameReader;
   readonly backend: BackendConnection;
   readonly redactTypeOids: ReadonlySet<number>;
+  /** Present when a masking policy covers this principal on this resource. */
+  readonly masker?: SessionMasker;
+  /** Largest backend message a masked session holds whole (a DataRow, a CopyData); larger ones end the session. */
+  readonly maxMaskedMessageBytes?: number;
 }
 
 const PAUSE_AUDIT = 1;
 const PAUSE_BACKPRESSURE = 2;
 const WANTED_FROM_BACKEND = new Set<number>([BE.CommandComplete, BE.ErrorResponse, BE.ReadyForQuery, BE.EmptyQueryResponse, BE.PortalSuspended, BE.CopyInResponse, BE.ParameterStatus, BE.ParseComplete]);
+const WANTED_WHEN_MASKED = new Set<number>([...WANTED_FROM_BACKEND, ...MASKED_MESSAGE_TYPES]);
 const isErrorResponse = (type: number): boolean => type === BE.ErrorResponse;
+const carriesValues = (type: number): boolean => VALUE_MESSAGE_TYPES.has(type);
+/** Command tags after which the catalog masking reads may have changed. */
+const DDL_TAG = /^(CREATE|ALTER|DROP|COMMENT|GRANT|REVOKE|SECURITY LABEL|IMPORT FOREIGN SCHEMA|REFRESH MATERIALIZED VIEW)\b/;
 
-/** A backend message to cut out of the stream to the client, by stream offsets, and what goes in its place. */
-interface Splice {
-  readonly start: number;
-  readonly end: number;
-  readonly replacement: Buffer;
-}
+/** judge() found names the catalog does not know: the frame waits for a reload and is judged again. */
+class CatalogReloadNeeded extends Error {}
 
 /** An SQL-level PREPARE or DEALLOCATE waiting for the backend's CommandComplete before Sluice believes it. */
 interface PreparedChange {
@@ -114,9 +120,14 @@ export class PostgresSession implements Session {
   private preparedChanges: PreparedChange[] = [];
   /** Backend messages of the chunk being scanned that are replaced on their way to the client. */
   private splices: Splice[] | null = null;
-  /** Bytes held back from the client: the start of an ErrorResponse that may answer a denial. */
-  private held: Buffer[] | null = null;
-  private heldFrom = 0;
+  /** Replaces messages on their way to the client and holds back the start of one that may still be replaced. */
+  private readonly splicer = new StreamSplicer();
+  private readonly masker?: SessionMasker;
+  /** A frame taken from the reader but not yet handled: it waits for the masking catalog. */
+  private stashed: Frame | null = null;
+  private loadingCatalog = false;
+  /** Names unknown to the catalog already triggered one reload; judge with what it has. */
+  private reloadedFor?: string;
   private readonly counters: { statements: { inc(n?: number): void }; errors: { inc(): void }; toClient: { inc(n: number): void }; fromClient: { inc(n: number): void } };
 
   constructor(
@@ -136,7 +147,10 @@ export class PostgresSession implements Session {
     this.backend = init.backend.socket;
     this.reader = init.clientReader;
     this.tracker = new StatementTracker({ redactTypeOids: init.redactTypeOids, maxParamChars: 1024 });
-    this.scanner = new BackendScanner((t) => WANTED_FROM_BACKEND.has(t), this.onBackendMessage);
+    this.masker = init.masker;
+    this.scanner = this.masker
+      ? new BackendScanner((t) => WANTED_WHEN_MASKED.has(t), this.onBackendMessage, init.maxMaskedMessageBytes ?? 64 * 1024 * 1024, this.onOversize)
+      : new BackendScanner((t) => WANTED_FROM_BACKEND.has(t), this.onBackendMessage);
     const m = ctx.metrics;
     this.counters = {
       statements: m.statements.labels('postgres', this.resource),
@@ -190,7 +204,7 @@ export class PostgresSession implements Session {
     this.closeReason = reason.code;
     this.backend.removeListener('data', this.onBackendData);
     // Held bytes start at a message boundary: what the client has seen ends at one.
-    if ((this.scanner.atBoundary() || this.held !== null) && !this.client.destroyed) {
+    if ((this.scanner.atBoundary() || this.splicer.holding) && !this.client.destroyed) {
       this.client.write(errorResponse({ severity: 'FATAL', code: reason.sqlstate, message: reason.message }));
     }
     void this.ctx.events
@@ -208,22 +222,51 @@ export class PostgresSession implements Session {
       this.protocolViolation(err);
       return;
     }
-    if (!this.auditing) this.processClient();
+    if (!this.auditing && !this.loadingCatalog) this.processClient();
   };
 
+  /** Masked sessions judge with the resource's catalog: load it first when it is missing or stale. */
+  private loadCatalogThen(): void {
+    this.loadingCatalog = true;
+    this.pauseClient(PAUSE_AUDIT);
+    this.masker!.loadCatalog().then(
+      () => {
+        this.loadingCatalog = false;
+        if (this.closed) return;
+        this.resumeClient(PAUSE_AUDIT);
+        this.processClient();
+      },
+      (err: unknown) => {
+        this.loadingCatalog = false;
+        this.ctx.log.error({ session: this.id, resource: this.resource, err: String(err) }, 'masking catalog could not be read');
+        this.terminate({
+          code: 'masking_catalog_unavailable',
+          sqlstate: '58000',
+          message: `Sluice masks data on resource "${this.resource}" and could not read its catalog, so nothing was run; reconnect later or tell the Sluice operator`,
+        });
+      },
+    );
+  }
+
   private processClient(): void {
+    if (this.masker && (this.reader.buffered > 0 || this.stashed) && this.masker.needsCatalog) {
+      this.loadCatalogThen();
+      return;
+    }
     const out: Buffer[] = [];
     const events: AuditEventInput[] = [];
     const denials: [string, { reason: string; unit: number }][] = [];
     let started = 0;
     let queries = 0;
     try {
-      for (let frame = this.reader.next(); frame; frame = this.reader.next()) {
+      for (let frame = this.nextFrame(); frame; frame = this.nextFrame()) {
         let raw = frame.raw;
         switch (frame.type) {
           case FE.Query: {
             const text = parseQuery(frame.payload);
-            const verdict = this.judge(text);
+            const verdict = this.judgeOrStash(text, frame);
+            if (verdict === undefined) break;
+            this.masker?.layouts.query(verdict.outputs ?? []);
             const s = this.tracker.query(text, verdict.rule);
             this.queueChanges(verdict);
             events.push(this.startedEvent(s));
@@ -238,7 +281,10 @@ export class PostgresSession implements Session {
           }
           case FE.Parse: {
             const p = parseParse(frame.payload);
-            const verdict = this.judge(p.query);
+            const verdict = this.judgeOrStash(p.query, frame);
+            if (verdict === undefined) break;
+            // One statement per Parse: its output decision goes with the prepared statement.
+            this.masker?.layouts.parse(p.name, verdict.outputs?.[0] ?? { maskAll: verdict.action !== 'allow' });
             this.tracker.parse(p.name, p.query, p.paramTypes, verdict.rule);
             this.queueChanges(verdict);
             if (verdict.action === 'deny') {
@@ -251,21 +297,26 @@ export class PostgresSession implements Session {
           }
           case FE.Bind: {
             const b = parseBind(frame.payload);
+            this.masker?.layouts.bind(b.portal, b.statement, b.resultFormats);
             this.tracker.bind(b.portal, b.statement, b.paramFormats, b.params);
             break;
           }
           case FE.Execute: {
             const e = parseExecute(frame.payload);
+            this.masker?.layouts.execute(e.portal);
             events.push(this.startedEvent(this.tracker.execute(e.portal, e.maxRows)));
             started++;
             break;
           }
-          case FE.Describe:
-            parseDescribeOrClose(frame.payload);
+          case FE.Describe: {
+            const d = parseDescribeOrClose(frame.payload);
+            this.masker?.layouts.describe(d.target, d.name);
             this.tracker.other('describe');
             break;
+          }
           case FE.Close: {
             const c = parseDescribeOrClose(frame.payload);
+            this.masker?.layouts.close(c.target, c.name);
             this.tracker.other({ close: c.target, name: c.name });
             break;
           }
@@ -273,6 +324,7 @@ export class PostgresSession implements Session {
             this.tracker.other('flush');
             break;
           case FE.Sync:
+            this.masker?.layouts.sync();
             this.tracker.sync();
             break;
           case FE.Terminate:
@@ -282,6 +334,7 @@ export class PostgresSession implements Session {
             break;
           case FE.CopyDone:
           case FE.CopyFail:
+            this.masker?.layouts.copyEnd();
             this.tracker.copyEnd();
             break;
           case FE.FunctionCall:
@@ -294,6 +347,7 @@ export class PostgresSession implements Session {
           default:
             throw new ProtocolError('frame_unexpected', `unexpected message type ${JSON.stringify(String.fromCharCode(frame.type))} from the client`);
         }
+        if (this.stashed) break;
         out.push(raw);
       }
     } catch (err) {
@@ -302,6 +356,7 @@ export class PostgresSession implements Session {
     }
     if (events.length === 0) {
       this.forward(out);
+      if (this.stashed) this.processClient();
       return;
     }
     this.statements += started;
@@ -315,7 +370,7 @@ export class PostgresSession implements Session {
         for (const [poison, reason] of denials) this.denials.set(poison, reason);
         this.forward(out);
         this.resumeClient(PAUSE_AUDIT);
-        if (this.reader.buffered > 0) this.processClient();
+        if (this.reader.buffered > 0 || this.stashed) this.processClient();
       },
       (err: unknown) => {
         this.auditing = false;
@@ -328,6 +383,7 @@ export class PostgresSession implements Session {
           return;
         }
         this.tracker.withdrawLastQuery();
+        this.masker?.layouts.withdrawLastQuery();
         this.statements -= 1;
         this.client.write(Buffer.concat([errorResponse({ severity: 'ERROR', code: '58000', message }), readyForQuery('I')]));
         this.resumeClient(PAUSE_AUDIT);
@@ -341,7 +397,7 @@ export class PostgresSession implements Session {
    * judged before any is sent; an EXECUTE is judged with the body its
    * PREPARE had.
    */
-  private judge(text: string): Verdict & { changes?: PreparedChange[] } {
+  private judge(text: string): Verdict & { changes?: PreparedChange[]; outputs?: MaskingOutput[] } {
     const c = classifyCached(text);
     if (!c.ok) return judgeUnparseable(c.message);
     // An EXECUTE sees the newest body its name was given: earlier in this message, then sent but unconfirmed, then confirmed.
@@ -364,7 +420,36 @@ export class PostgresSession implements Session {
       return body ? { ...f, opaque: false, body } : f;
     });
     const verdict = judgeStatements({ principal: this.principal, resource: this.resource, grant: this.grant, statements, policies: this.ctx.state().config.policies });
-    return verdict.action === 'allow' && changes.length > 0 ? { ...verdict, changes } : verdict;
+    if (verdict.action === 'deny' || !this.masker) return changes.length > 0 && verdict.action === 'allow' ? { ...verdict, changes } : verdict;
+    if (this.masker.unknownRelations(statements) && this.reloadedFor !== text) {
+      this.reloadedFor = text;
+      this.masker.catalogChanged();
+      throw new CatalogReloadNeeded();
+    }
+    const masking = this.masker.judge(statements);
+    if (masking.verdict.action === 'deny') return masking.verdict;
+    return { ...verdict, outputs: masking.outputs, ...(changes.length > 0 ? { changes } : {}) };
+  }
+
+  /** The frame to handle next: one that waited for the catalog, then the reader's. */
+  private nextFrame(): Frame | undefined {
+    if (this.stashed) {
+      const f = this.stashed;
+      this.stashed = null;
+      return f;
+    }
+    return this.reader.next() ?? undefined;
+  }
+
+  /** judge(), or undefined when the frame must wait for a catalog reload (it is stashed and handled again after). */
+  private judgeOrStash(text: string, frame: Frame): (Verdict & { changes?: PreparedChange[]; outputs?: MaskingOutput[] }) | undefined {
+    try {
+      return this.judge(text);
+    } catch (err) {
+      if (!(err instanceof CatalogReloadNeeded)) throw err;
+      this.stashed = frame;
+      return undefined;
+    }
   }
 
   /** Remembers the PREPARE/DEALLOCATE of an allowed message, in the unit the tracker just put it in. */
@@ -424,8 +509,16 @@ export class PostgresSession implements Session {
       this.completed = [];
       void this.ctx.events.record(events, { defer: true }).catch((err) => this.auditFailed(err));
     }
-    const holdFrom = this.denials.size > 0 ? this.scanner.incompleteStart(isErrorResponse) : undefined;
-    const flowing = this.splices === null && this.held === null && holdFrom === undefined ? this.client.write(chunk) : this.writeSpliced(chunk, base, holdFrom);
+    if (this.closed) return;
+    const holdFrom = this.masker
+      ? this.scanner.incompleteStart(carriesValues)
+      : this.denials.size > 0
+        ? this.scanner.incompleteStart(isErrorResponse)
+        : undefined;
+    const splices = this.splices;
+    this.splices = null;
+    const flowing =
+      splices === null && !this.splicer.holding && holdFrom === undefined ? this.client.write(chunk) : this.writeParts(this.splicer.take(chunk, base, splices ?? [], holdFrom));
     if (!flowing) this.backend.pause();
     if (this.encodingChangedTo !== undefined) {
       this.terminate({
@@ -436,35 +529,8 @@ export class PostgresSession implements Session {
     }
   };
 
-  /**
-   * Writes the held bytes and this chunk to the client with the replaced
-   * messages swapped, keeping back from `holdFrom` on (an ErrorResponse not
-   * yet complete). Only this path copies: the normal path writes the chunk.
-   */
-  private writeSpliced(chunk: Buffer, base: number, holdFrom: number | undefined): boolean {
-    const splices = this.splices ?? [];
-    this.splices = null;
-    if (this.held !== null && splices.length === 0 && holdFrom === this.heldFrom) {
-      // Still inside the same incomplete ErrorResponse: keep the chunk, copy nothing until it is complete.
-      this.held.push(chunk);
-      return !this.client.writableNeedDrain;
-    }
-    const dataBase = this.held ? this.heldFrom : base;
-    const data = this.held ? Buffer.concat([...this.held, chunk]) : chunk;
-    const dataEnd = base + chunk.length;
-    const parts: Buffer[] = [];
-    let pos = dataBase;
-    for (const s of splices) {
-      // A message that began before the bytes still in hand was forwarded already; its error reaches the client unreplaced.
-      if (s.start < pos) continue;
-      if (s.start > pos) parts.push(data.subarray(pos - dataBase, s.start - dataBase));
-      parts.push(s.replacement);
-      pos = s.end;
-    }
-    const stop = holdFrom ?? dataEnd;
-    if (stop > pos) parts.push(data.subarray(pos - dataBase, stop - dataBase));
-    this.held = holdFrom !== undefined ? [data.subarray(Math.max(holdFrom, pos) - dataBase)] : null;
-    this.heldFrom = holdFrom !== undefined ? Math.max(holdFrom, pos) : 0;
+  /** Writes parts to the client; false when it wants the backend paused. */
+  private writeParts(parts: Buffer[]): boolean {
     if (parts.length === 0) return !this.client.writableNeedDrain;
     if (parts.length === 1) return this.client.write(parts[0]);
     this.client.cork();
@@ -474,11 +540,24 @@ export class PostgresSession implements Session {
     return ok;
   }
 
+  /** A message too large to hold for masking: passing it on unread could leak, so the session ends. */
+  private readonly onOversize = (type: number, length: number): void => {
+    if (!carriesValues(type)) return;
+    this.terminate({
+      code: 'masked_message_too_large',
+      sqlstate: '54000',
+      message: `a ${length}-byte result message is larger than Sluice can hold to mask (${this.resource}); nothing of it was sent. Select fewer or smaller columns`,
+    });
+  };
+
   private readonly onBackendMessage = (type: number, payload: Buffer, start: number, msgEnd: number): void => {
+    if (this.masker && type !== BE.ErrorResponse) this.maskMessage(type, payload, start, msgEnd);
+    if (type === BE.DataRow || type === BE.CopyData) return;
     let end: StatementEnd | undefined;
     switch (type) {
       case BE.CommandComplete: {
         const tag = parseCommandComplete(payload);
+        if (DDL_TAG.test(tag)) this.ctx.catalogs.invalidate(this.resource);
         if (tag === 'PREPARE' || tag.startsWith('DEALLOCATE') || tag === 'DISCARD ALL') this.preparedChanged(tag);
         end = this.tracker.commandComplete(tag);
         break;
@@ -498,7 +577,12 @@ export class PostgresSession implements Session {
         if (reason !== undefined) {
           (this.splices ??= []).push({ start, end: msgEnd, replacement: errorResponse({ severity: 'ERROR', code: '42501', message: reason }) });
           end = this.tracker.error('42501', reason);
-        } else end = this.tracker.error(f.C ?? 'XX000', f.M ?? '');
+          if (this.masker) this.maskMessage(type, payload, start, msgEnd);
+        } else {
+          // The audit keeps the error as the client sees it: with echoed values masked.
+          const masked = this.masker ? this.maskMessage(type, payload, start, msgEnd) : undefined;
+          end = this.tracker.error(f.C ?? 'XX000', (masked ? parseErrorFields(masked.subarray(5)).M : f.M) ?? '');
+        }
         break;
       }
       case BE.ReadyForQuery:
@@ -517,6 +601,27 @@ export class PostgresSession implements Session {
     }
     if (end) this.completedEvent(end);
   };
+
+  /** Masking's view of a backend message; a replacement is spliced in unless a denial's already is. */
+  private maskMessage(type: number, payload: Buffer, start: number, msgEnd: number): Buffer | undefined {
+    let replacement: Buffer | undefined;
+    try {
+      replacement = this.masker!.backendMessage(type, payload);
+    } catch (err) {
+      this.ctx.log.error({ session: this.id, err: String(err) }, 'a result could not be read for masking');
+      this.terminate({
+        code: 'masking_failed',
+        sqlstate: 'XX000',
+        message: 'Sluice could not read a result message to mask it, so the session was ended and the message withheld; tell the Sluice operator',
+      });
+      return undefined;
+    }
+    if (replacement === undefined) return undefined;
+    const splices = (this.splices ??= []);
+    if (type === BE.ErrorResponse && splices.some((sp) => sp.start === start)) return undefined;
+    splices.push({ start, end: msgEnd, replacement });
+    return replacement;
+  }
 
   /**
    * A unit is over once its ReadyForQuery arrived: a replacement the backend

@@ -19,6 +19,9 @@ import { Incoming } from './incoming.js';
 import { PostgresSession } from './session-relay.js';
 import { checkStartupParams, type StartupRequest } from './startup-params.js';
 import { typeOidsByName } from './type-oids.js';
+import { maskingPlanFor } from '../../masking/rules.js';
+import type { GatewayState } from '../../runtime/state.js';
+import { SessionMasker } from './masking/session-masker.js';
 
 /** A refusal sent to the client as a FATAL ErrorResponse and recorded as session.refused. */
 class Refusal extends SluiceError {
@@ -233,6 +236,7 @@ export async function runStartup(raw: Socket, deps: StartupDeps): Promise<void> 
         clientReader: reader,
         backend,
         redactTypeOids: typeOidsByName(resource.redact_parameters),
+        ...masking(ctx, current, principal, resource.name, target),
       },
       (s) => {
         deps.cancelKeys.release(ourKey);
@@ -256,6 +260,16 @@ export async function runStartup(raw: Socket, deps: StartupDeps): Promise<void> 
 }
 
 /** The TLS handshake after 'S'. A failed or abandoned handshake destroys the connection: no plaintext error can follow it. */
+/** The session's masker when a masking policy covers the principal on the resource; it reads the catalog with the session's credential. */
+function masking(ctx: PostgresAdapterContext, state: GatewayState, principal: Principal, resource: string, target: BackendTarget): { masker?: SessionMasker; maxMaskedMessageBytes?: number } {
+  const plan = maskingPlanFor(state.config.policies, principal, resource);
+  if (!plan) return {};
+  return {
+    masker: new SessionMasker(plan, ctx.maskingKey, ctx.catalogs, resource, target),
+    maxMaskedMessageBytes: state.config.server.postgres.max_message_bytes,
+  };
+}
+
 function upgrade(raw: Socket, secureContext: import('node:tls').SecureContext, signal: AbortSignal): Promise<TLSSocket> {
   return new Promise((resolveTls, reject) => {
     const s = new TLSSocket(raw, { isServer: true, secureContext });

@@ -1,0 +1,270 @@
+import { resolveRelation, type CatalogSnapshot } from '../../../masking/catalog.js';
+import { judgeMasking, type MaskVerdict } from '../../../masking/judge.js';
+import { resolveMasking, type MaskedColumns } from '../../../masking/resolve.js';
+import { maskingPlanKey, type MaskingPlan } from '../../../masking/rules.js';
+import { maskNotificationPayload, maskServerFields, type ErrorField, type MessageMasking } from '../../../masking/server-messages.js';
+import type { StatementFacts } from '../../../sql/index.js';
+import type { BackendTarget } from '../backend/connect.js';
+import { parseRowDescription } from '../codec/backend-parser.js';
+import { cstringBytes, FrameWriter } from '../codec/frame-writer.js';
+import { BE } from '../codec/message-types.js';
+import { PayloadCursor } from '../codec/payload-cursor.js';
+import type { CatalogCache } from './catalog-cache.js';
+import { CSV_DEFAULTS, CopyRowMasker, KEEP, TEXT_DEFAULTS, type CopyFormat } from './copy-rows.js';
+import { maskDataRow, maskValue, type CellContext } from './data-row.js';
+import { ResultLayouts, type StatementOutput } from './result-layouts.js';
+import { planRows, type ColumnPlan } from './row-plan.js';
+
+/** How a COPY TO's rows are masked: per column when its columns are known, else `every` for all. */
+export interface CopyPlan {
+  readonly format: CopyFormat;
+  readonly columns?: readonly ColumnPlan[];
+  readonly every: ColumnPlan;
+}
+
+export interface MaskingOutput extends StatementOutput {
+  readonly copy?: CopyPlan;
+}
+
+/** Backend messages a masked session must see whole, beyond what the relay itself reads. */
+export const MASKED_MESSAGE_TYPES: readonly number[] = [
+  BE.RowDescription,
+  BE.DataRow,
+  BE.NoData,
+  BE.BindComplete,
+  BE.CloseComplete,
+  BE.CopyOutResponse,
+  BE.CopyData,
+  BE.NoticeResponse,
+  BE.NotificationResponse,
+];
+/** Messages that may carry row values: held back from the client until complete, so they can be replaced. */
+export const VALUE_MESSAGE_TYPES: ReadonlySet<number> = new Set([BE.DataRow, BE.CopyData, BE.ErrorResponse, BE.NoticeResponse, BE.NotificationResponse]);
+
+const resolved = new WeakMap<CatalogSnapshot, Map<string, MaskedColumns>>();
+
+/**
+ * The masking side of one PostgreSQL session: judges statements against
+ * the masked columns, follows which layout each result row has, and
+ * rewrites the backend messages that carry values. The relay calls it only
+ * for sessions a masking policy covers.
+ */
+export class SessionMasker {
+  readonly layouts: ResultLayouts;
+  private masked?: MaskedColumns;
+  private readonly planKey: string;
+  private readonly cells: CellContext;
+  private readonly messages: MessageMasking;
+  private copyMasker?: CopyRowMasker;
+
+  constructor(
+    readonly plan: MaskingPlan,
+    private readonly key: Buffer,
+    private readonly catalogs: CatalogCache,
+    private readonly resource: string,
+    private readonly target: BackendTarget,
+  ) {
+    this.planKey = maskingPlanKey(plan);
+    const detectors = plan.detectors ? { names: plan.detectors.names, spec: plan.detectors.spec } : undefined;
+    this.cells = { key, maxValueBytes: plan.maxValueBytes, ...(detectors ? { detectors } : {}) };
+    this.messages = { key, ...(detectors ? { detectors } : {}) };
+    this.layouts = new ResultLayouts((fields, formats, out) => {
+      const plan = planRows(fields, formats, this.current(), out.maskAll);
+      if (plan.unknownRelations.length > 0) this.catalogs.invalidate(this.resource);
+      return plan;
+    });
+  }
+
+  /** True when the catalog must be loaded before the next statement is judged. */
+  get needsCatalog(): boolean {
+    const snapshot = this.catalogs.fresh(this.resource);
+    if (!snapshot) return true;
+    this.use(snapshot);
+    return false;
+  }
+
+  async loadCatalog(): Promise<void> {
+    this.use(await this.catalogs.load(this.resource, this.target));
+  }
+
+  /** DDL changed the catalog: every session of the resource reloads it before judging again. */
+  catalogChanged(): void {
+    this.catalogs.invalidate(this.resource);
+  }
+
+  /** Names read by these statements that the catalog does not know: it may predate them. */
+  unknownRelations(statements: readonly StatementFacts[]): boolean {
+    const cat = this.current().catalog;
+    return statements.some((s) => [...(s.tablesRead ?? []), ...(s.body?.tablesRead ?? [])].some((t) => resolveRelation(cat, t).length === 0));
+  }
+
+  judge(statements: readonly StatementFacts[]): { verdict: MaskVerdict; outputs: MaskingOutput[] } {
+    const masked = this.current();
+    const verdict = judgeMasking(statements, masked);
+    const maskAll = verdict.action === 'allow' && verdict.maskAll;
+    const outputs = statements.map((f): MaskingOutput => {
+      const facts = f.kind === 'execute' && f.body ? f.body : f;
+      const copy = facts.kind === 'copy.out' ? this.copyPlan(facts, maskAll) : undefined;
+      return { maskAll, ...(copy ? { copy } : {}) };
+    });
+    return { verdict, outputs };
+  }
+
+  private use(snapshot: CatalogSnapshot): void {
+    if (this.masked?.catalog === snapshot) return;
+    let byPlan = resolved.get(snapshot);
+    if (!byPlan) resolved.set(snapshot, (byPlan = new Map()));
+    let m = byPlan.get(this.planKey);
+    if (!m) byPlan.set(this.planKey, (m = resolveMasking(this.plan, snapshot)));
+    this.masked = m;
+  }
+
+  private current(): MaskedColumns {
+    if (!this.masked) throw new Error('masking used before the catalog was loaded');
+    return this.masked;
+  }
+
+  private copyPlan(f: StatementFacts, maskAll: boolean): CopyPlan {
+    const c = f.copy;
+    const format: CopyFormat =
+      c?.format === 'binary'
+        ? { kind: 'binary' }
+        : c?.format === 'csv'
+          ? {
+              kind: 'csv',
+              delimiter: c.delimiter ?? CSV_DEFAULTS.delimiter,
+              quote: c.quote ?? CSV_DEFAULTS.quote,
+              escape: c.escape ?? c.quote ?? CSV_DEFAULTS.escape,
+              null: c.null ?? CSV_DEFAULTS.null,
+              header: c.header === true,
+            }
+          : { kind: 'text', delimiter: c?.delimiter ?? TEXT_DEFAULTS.delimiter, null: c?.null ?? TEXT_DEFAULTS.null, header: c?.header === true };
+    const binary = format.kind === 'binary' ? 1 : 0;
+    const whole: ColumnPlan = { typeOid: 0, format: binary, whole: true, detect: false };
+    if (maskAll) return { format, every: whole };
+    const masked = this.current();
+    const detectAll = masked.plan.detectors !== undefined && masked.detectorOids === undefined;
+    const every: ColumnPlan = { typeOid: 0, format: binary, detect: detectAll };
+    if (c?.query) return { format, every };
+    const oids = (f.tablesRead ?? []).flatMap((t) => resolveRelation(masked.catalog, t));
+    const rel = oids.length === 1 ? masked.catalog.relations.get(oids[0]!) : undefined;
+    if (!rel) return { format, every: whole };
+    const attnums = c?.columns
+      ? c.columns.map((name) => [...rel.columns].find(([, col]) => col.name === name || col.name.toLowerCase() === name.toLowerCase())?.[0])
+      : [...rel.columns.keys()].sort((a, b) => a - b);
+    const fields = attnums.map((attnum) => ({
+      name: '',
+      tableOid: attnum === undefined ? 0 : rel.oid,
+      columnAttr: attnum ?? 0,
+      typeOid: attnum === undefined ? 0 : (rel.columns.get(attnum)?.typeOid ?? 0),
+      typeSize: 0,
+      typeMod: 0,
+      format: binary,
+    }));
+    const planned = planRows(fields, undefined, masked, false).columns.map((col, i) => (attnums[i] === undefined ? whole : col));
+    return { format, columns: planned, every: whole };
+  }
+
+  /**
+   * A backend message seen whole. Returns the message to send instead, or
+   * undefined to pass it on unchanged.
+   */
+  backendMessage(type: number, payload: Buffer): Buffer | undefined {
+    const l = this.layouts;
+    switch (type) {
+      case BE.DataRow:
+        return maskDataRow(payload, l.rowPlan(), this.cells);
+      case BE.RowDescription:
+        l.rowDescription(parseRowDescription(payload));
+        return undefined;
+      case BE.NoData:
+        l.noData();
+        return undefined;
+      case BE.ParseComplete:
+        l.parseComplete();
+        return undefined;
+      case BE.BindComplete:
+        l.bindComplete();
+        return undefined;
+      case BE.CloseComplete:
+        l.closeComplete();
+        return undefined;
+      case BE.CommandComplete:
+      case BE.EmptyQueryResponse:
+        this.copyMasker = undefined;
+        l.statementEnded();
+        return undefined;
+      case BE.PortalSuspended:
+        l.portalSuspended();
+        return undefined;
+      case BE.CopyInResponse:
+        l.copyIn();
+        return undefined;
+      case BE.CopyOutResponse: {
+        l.copyOut();
+        const plan = (l.copyOutput() as MaskingOutput | undefined)?.copy;
+        // A COPY nobody planned for (a function's COPY, an unexpected response) has every field masked.
+        const format: CopyFormat = plan?.format ?? (payload[0] === 1 ? { kind: 'binary' } : TEXT_DEFAULTS);
+        this.copyMasker = new CopyRowMasker(format, (i, value) => {
+          if (value === null) return KEEP;
+          const out = maskValue(value, plan ? (plan.columns?.[i] ?? plan.every) : undefined, this.cells);
+          return out === undefined ? KEEP : out;
+        });
+        return undefined;
+      }
+      case BE.CopyData: {
+        if (!this.copyMasker) return undefined;
+        const out = this.copyMasker.row(payload);
+        return out === payload ? undefined : frame(BE.CopyData, out);
+      }
+      case BE.ErrorResponse:
+        l.error();
+        this.copyMasker = undefined;
+        return this.serverFields(BE.ErrorResponse, payload);
+      case BE.NoticeResponse:
+        return this.serverFields(BE.NoticeResponse, payload);
+      case BE.NotificationResponse:
+        return this.notification(payload);
+      case BE.ReadyForQuery:
+        l.ready(payload[0] === 0x54 ? 'T' : payload[0] === 0x45 ? 'E' : 'I');
+        return undefined;
+      default:
+        return undefined;
+    }
+  }
+
+  private serverFields(type: number, payload: Buffer): Buffer | undefined {
+    const fields = readFields(payload);
+    const masked = maskServerFields(fields, this.messages);
+    if (masked === fields) return undefined;
+    let size = 1;
+    for (const [, v] of masked) size += 1 + cstringBytes(v);
+    const w = new FrameWriter(type, size);
+    for (const [code, v] of masked) w.byte(code.charCodeAt(0)).cstring(v);
+    return w.byte(0).done();
+  }
+
+  private notification(payload: Buffer): Buffer | undefined {
+    const c = new PayloadCursor(payload, 'NotificationResponse');
+    const pid = c.int32();
+    const channel = c.cstring();
+    const text = c.cstring();
+    const masked = maskNotificationPayload(text, this.plan.notifications, this.messages);
+    if (masked === text) return undefined;
+    return new FrameWriter(BE.NotificationResponse, 4 + cstringBytes(channel) + cstringBytes(masked)).int32(pid).cstring(channel).cstring(masked).done();
+  }
+}
+
+function readFields(payload: Buffer): ErrorField[] {
+  const c = new PayloadCursor(payload, 'ErrorResponse');
+  const out: ErrorField[] = [];
+  for (let code = c.byte(); code !== 0; code = c.byte()) out.push([String.fromCharCode(code), c.cstring()]);
+  return out;
+}
+
+function frame(type: number, payload: Buffer): Buffer {
+  const header = Buffer.allocUnsafe(5);
+  header[0] = type;
+  header.writeInt32BE(payload.length + 4, 1);
+  return Buffer.concat([header, payload], payload.length + 5);
+}
