@@ -85,16 +85,23 @@ export const SLUICE_CONFIGS: readonly SluiceBenchConfig[] = [
     label: 'Sluice, full inspection and masking of one column',
     layers: ['audit', 'masking'],
     scenarios: [2, 4],
-    yaml: maskedConfig,
+    yaml: (env) => maskedConfig(env, 'redact'),
+  },
+  {
+    name: 'sluice-masked-hash',
+    label: 'Sluice, full inspection and masking of one column with the keyed hash',
+    layers: ['audit', 'masking'],
+    scenarios: [4],
+    yaml: (env) => maskedConfig(env, 'hash'),
   },
 ];
 
 /**
  * Full inspection plus a masking policy for everyone: pgbench -S reads
  * abalance, which is masked (NULL), so every row it gets is rewritten; the
- * bulk table's email column is masked with the keyed hash.
+ * bulk table's email column is masked with `strategy`.
  */
-function maskedConfig(env: SluiceConfigEnv): Record<string, unknown> {
+function maskedConfig(env: SluiceConfigEnv, strategy: 'redact' | 'hash'): Record<string, unknown> {
   const cfg = benchBaseConfig(env);
   (cfg.policies as Record<string, unknown>[]).push({
     name: 'bench-masking',
@@ -103,7 +110,7 @@ function maskedConfig(env: SluiceConfigEnv): Record<string, unknown> {
     masking: {
       columns: [
         { match: ['public.pgbench_accounts.abalance'], strategy: 'null' },
-        { match: ['public.bench_bulk.email'], strategy: 'hash' },
+        { match: ['public.bench_bulk.email'], strategy },
       ],
     },
   });

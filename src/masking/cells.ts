@@ -1,5 +1,5 @@
 import { maskDetected, type DetectorName } from './detectors.js';
-import { maskText, REDACTED, type StrategySpec } from './strategies.js';
+import { hashBytes, maskText, REDACTED, type StrategySpec } from './strategies.js';
 
 /**
  * Masking one value as PostgreSQL sends it: text or binary format, of some
@@ -15,6 +15,7 @@ const STRING_TYPES: ReadonlySet<number> = new Set([
   705, // unknown (string literals)
 ]);
 const BYTEA = 17;
+const REDACTED_BYTES = Buffer.from(REDACTED);
 
 export function isStringType(typeOid: number): boolean {
   return STRING_TYPES.has(typeOid);
@@ -27,14 +28,17 @@ export interface CellDetectors {
 
 /** The masked value of a masked column: null for SQL NULL. */
 export function maskCell(value: Buffer, typeOid: number, spec: StrategySpec, key: Buffer): Buffer | null {
-  if (!STRING_TYPES.has(typeOid)) return null;
+  if (!STRING_TYPES.has(typeOid) || spec.strategy === 'null') return null;
+  // The replacements are shared, never written to: callers copy them into the rows they build.
+  if (spec.strategy === 'redact') return REDACTED_BYTES;
+  if (spec.strategy === 'hash') return hashBytes(value, key);
   const out = maskText(value.toString('utf8'), spec, key);
   return out === null ? null : Buffer.from(out, 'utf8');
 }
 
 /** What stands for any value of a column whose layout or origin is unknown, or a whole result masked. */
 export function maskUnknown(typeOid: number | undefined): Buffer | null {
-  return typeOid !== undefined && STRING_TYPES.has(typeOid) ? Buffer.from(REDACTED) : null;
+  return typeOid !== undefined && STRING_TYPES.has(typeOid) ? REDACTED_BYTES : null;
 }
 
 /**

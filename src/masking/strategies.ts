@@ -1,4 +1,5 @@
 import { createHmac } from 'node:crypto';
+import { KeyedHash } from './keyed-hash.js';
 
 export type MaskStrategy = 'redact' | 'partial' | 'hash' | 'null';
 
@@ -14,6 +15,15 @@ export const REDACTED = '[masked]';
 
 const PARTIAL_PREFIX = '****';
 const DEFAULT_KEEP_LAST = 4;
+
+const keyedHashes = new WeakMap<Buffer, KeyedHash>();
+
+/** The hash strategy over bytes: the same output as maskText for their UTF-8 text, without decoding them. */
+export function hashBytes(value: Buffer, hashKey: Buffer): Buffer {
+  let h = keyedHashes.get(hashKey);
+  if (!h) keyedHashes.set(hashKey, (h = new KeyedHash(hashKey)));
+  return h.hex16(value);
+}
 
 /** Masks one whole text value; null only for strategy null. */
 export function maskText(value: string, spec: StrategySpec, hashKey: Buffer): string | null {

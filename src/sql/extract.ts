@@ -38,6 +38,8 @@ const DYNAMIC_SQL_FUNCTIONS = new Set([
 
 const TABLE_OBJECT_TYPES = new Set(['OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_SEQUENCE', 'OBJECT_FOREIGN_TABLE', 'OBJECT_INDEX']);
 
+const CONDITION_CLAUSES: ReadonlySet<ColumnClause> = new Set(['where', 'join', 'order', 'group', 'having']);
+
 const isObj = (v: unknown): v is Obj => v !== null && typeof v === 'object' && !Array.isArray(v);
 const asArray = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
 
@@ -506,7 +508,8 @@ class Walker {
     }
     if (names.length === 1 && !star) {
       const alias = resolveAlias(names[0], ctx.scope);
-      if (alias.found) this.column(ctx, { table: alias.table ?? names[0], column: '*', clause: 'whole_row' });
+      // A whole row used in a condition keeps the condition's clause: where it is used is what decides whether it can reveal values.
+      if (alias.found) this.column(ctx, { table: alias.table ?? names[0], column: '*', clause: CONDITION_CLAUSES.has(ctx.clause) ? ctx.clause : 'whole_row' });
       else this.column(ctx, { table: only, column: names[0], clause: ctx.clause });
       return;
     }

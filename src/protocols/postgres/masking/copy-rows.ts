@@ -91,7 +91,16 @@ export class CopyRowMasker {
   private binaryOids = false;
   private finished = false;
 
-  constructor(format: CopyFormat, mask: FieldMasker) {
+  /**
+   * `relevant`, when given, names the fields the masker needs to see; the
+   * others pass through without being decoded (most columns of a masked
+   * result are not masked).
+   */
+  constructor(
+    format: CopyFormat,
+    mask: FieldMasker,
+    private readonly relevant?: (index: number) => boolean,
+  ) {
     this.format = format;
     this.mask = mask;
     if (format.kind === 'text') this.text = textOptions(format);
@@ -159,6 +168,7 @@ export class CopyRowMasker {
     if (!header) {
       const encode = (v: Buffer): Buffer => encodeTextField(v, o);
       for (let f = 0; f < fields.length; f++) {
+        if (this.relevant && !this.relevant(f)) continue;
         const [s, e, esc] = fields[f];
         const raw = p.subarray(s, e);
         const value = raw.equals(o.nullBytes) ? null : esc ? decodeText(raw) : raw;
@@ -216,6 +226,7 @@ export class CopyRowMasker {
     if (!header) {
       const encode = (v: Buffer): Buffer => encodeCsvField(v, o);
       for (let f = 0; f < fields.length; f++) {
+        if (this.relevant && !this.relevant(f)) continue;
         const { s, e, quoted, simple } = fields[f];
         let value: Buffer | null;
         if (!quoted) value = p.subarray(s, e).equals(o.nullBytes) ? null : p.subarray(s, e);
@@ -253,7 +264,7 @@ export class CopyRowMasker {
       if (this.binaryOids) pos = binaryField(p, pos).next;
       for (let f = 0; f < count; f++) {
         const { value, next } = binaryField(p, pos);
-        this.decide(out, f, value, pos, next, encodeBinaryField, BINARY_NULL);
+        if (!this.relevant || this.relevant(f)) this.decide(out, f, value, pos, next, encodeBinaryField, BINARY_NULL);
         pos = next;
       }
     }

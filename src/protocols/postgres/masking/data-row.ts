@@ -27,10 +27,10 @@ export function maskDataRow(payload: Buffer, plan: RowPlan | undefined, ctx: Cel
   if (payload.length < 2) throw new RangeError('DataRow shorter than its field count');
   const n = payload.readUInt16BE(0);
   const columns = plan && plan.columns.length === n ? plan.columns : undefined;
-  const parts: Buffer[] = [];
-  let copiedTo = 0;
+  // Changed fields as (start of the length word, end of the value, replacement); built into one buffer at the end.
+  let changes: (number | Buffer | null)[] | undefined;
+  let size = payload.length;
   let pos = 2;
-  let total = 0;
   for (let i = 0; i < n; i++) {
     if (pos + 4 > payload.length) throw new RangeError(`DataRow field ${i + 1} runs past the message`);
     const len = payload.readInt32BE(pos);
@@ -38,26 +38,28 @@ export function maskDataRow(payload: Buffer, plan: RowPlan | undefined, ctx: Cel
     pos += 4;
     if (len === -1) continue;
     if (len < 0 || pos + len > payload.length) throw new RangeError(`DataRow field ${i + 1} has length ${len}`);
-    const value = payload.subarray(pos, pos + len);
+    const out = maskValue(payload.subarray(pos, pos + len), columns ? columns[i] : undefined, ctx);
     pos += len;
-    const out = maskValue(value, columns ? columns[i] : undefined, ctx);
     if (out === undefined) continue;
-    if (start > copiedTo) parts.push(payload.subarray(copiedTo, start));
-    const head = Buffer.allocUnsafe(4);
-    head.writeInt32BE(out === null ? -1 : out.length);
-    parts.push(head);
-    if (out !== null) parts.push(out);
-    total += start - copiedTo + 4 + (out === null ? 0 : out.length);
-    copiedTo = pos;
+    (changes ??= []).push(start, pos, out);
+    size += (out === null ? 0 : out.length) - len;
   }
   if (pos !== payload.length) throw new RangeError('DataRow has bytes after its last field');
-  if (parts.length === 0) return undefined;
-  if (copiedTo < payload.length) {
-    parts.push(payload.subarray(copiedTo));
-    total += payload.length - copiedTo;
+  if (changes === undefined) return undefined;
+  const msg = Buffer.allocUnsafe(size + 5);
+  msg[0] = BE.DataRow;
+  msg.writeInt32BE(size + 4, 1);
+  let at = 5;
+  let copied = 0;
+  for (let k = 0; k < changes.length; k += 3) {
+    const start = changes[k] as number;
+    const end = changes[k + 1] as number;
+    const out = changes[k + 2] as Buffer | null;
+    at += payload.copy(msg, at, copied, start);
+    at = msg.writeInt32BE(out === null ? -1 : out.length, at);
+    if (out !== null) at += out.copy(msg, at);
+    copied = end;
   }
-  const header = Buffer.allocUnsafe(5);
-  header[0] = BE.DataRow;
-  header.writeInt32BE(total + 4, 1);
-  return Buffer.concat([header, ...parts], total + 5);
+  payload.copy(msg, at, copied);
+  return msg;
 }

@@ -205,11 +205,19 @@ export class SessionMasker {
         const plan = (l.copyOutput() as MaskingOutput | undefined)?.copy;
         // A COPY nobody planned for (a function's COPY, an unexpected response) has every field masked.
         const format: CopyFormat = plan?.format ?? (payload[0] === 1 ? { kind: 'binary' } : TEXT_DEFAULTS);
-        this.copyMasker = new CopyRowMasker(format, (i, value) => {
-          if (value === null) return KEEP;
-          const out = maskValue(value, plan ? (plan.columns?.[i] ?? plan.every) : undefined, this.cells);
-          return out === undefined ? KEEP : out;
-        });
+        const column = (i: number): ColumnPlan | undefined => (plan ? (plan.columns?.[i] ?? plan.every) : undefined);
+        this.copyMasker = new CopyRowMasker(
+          format,
+          (i, value) => {
+            if (value === null) return KEEP;
+            const out = maskValue(value, column(i), this.cells);
+            return out === undefined ? KEEP : out;
+          },
+          (i) => {
+            const c = column(i);
+            return c === undefined || c.whole === true || c.mask !== undefined || c.detect;
+          },
+        );
         return undefined;
       }
       case BE.CopyData: {
