@@ -30,7 +30,7 @@ export interface CatalogRelation {
   readonly kind: RelationKind;
   /** attnum -> column; user columns only (attnum > 0, not dropped). */
   readonly columns: ReadonlyMap<number, CatalogColumn>;
-  /** Views and materialized views only: attnum -> lineage. */
+  /** Views, materialized views and partitions only: attnum -> lineage (a partition's columns lead to its parent's). */
   readonly lineage?: ReadonlyMap<number, ColumnLineage>;
 }
 
@@ -40,6 +40,8 @@ export interface CatalogSnapshot {
   readonly byName: ReadonlyMap<string, number>;
   /** Functions outside pg_catalog and information_schema, as 'schema.name' and bare 'name'. */
   readonly userFunctions: ReadonlySet<string>;
+  /** Names of functions in pg_catalog and information_schema; a name in neither set is a function the snapshot has not seen. */
+  readonly builtinFunctions: ReadonlySet<string>;
   /** The backend's effective search_path schemas (current_schemas(false)). */
   readonly searchPath: readonly string[];
 }

@@ -1,5 +1,6 @@
 import { statementLabel } from '../guard/describe.js';
-import { functionMatches } from '../guard/patterns.js';
+import { functionMatches, nameSegments } from '../guard/patterns.js';
+import { columnMatches } from './column-patterns.js';
 import { showName } from '../policy/format.js';
 import type { ColumnClause, ColumnUse, StatementFacts } from '../sql/index.js';
 import { resolveRelation, type CatalogSnapshot } from './catalog.js';
@@ -40,7 +41,7 @@ function nestedWords(via: ColumnClause): string {
   return CLAUSE_WORDS[via] ?? 'a subquery';
 }
 
-type Finding = { readonly kind: 'predicate' | 'indirect'; readonly what: string };
+type Finding = { readonly kind: 'predicate' | 'indirect' | 'always'; readonly what: string };
 
 /**
  * Judges, before it runs, whether a statement may read masked columns the
@@ -54,11 +55,13 @@ type Finding = { readonly kind: 'predicate' | 'indirect'; readonly what: string 
 export function judgeMasking(statements: readonly StatementFacts[], masked: MaskedColumns): MaskVerdict {
   let maskAll = false;
   for (const top of statements) {
-    for (const f of top.body ? [top, top.body] : [top]) {
+    // A PREPARE's own facts repeat its body's: only what it will run is judged.
+    for (const f of top.kind === 'prepare' && top.body ? [top.body] : top.body ? [top, top.body] : [top]) {
       const finding = examine(f, masked);
       if (finding === undefined) continue;
       const policies = masked.plan.policies.map(showName).join(', ');
       const label = statementLabel(f);
+      if (finding.kind === 'always') return deny(`${label} reads ${finding.what} (masking policy ${policies})`);
       if (finding.kind === 'predicate') {
         return deny(`${label} uses masked column ${finding.what}; masked columns cannot decide which rows return or their order, as that reveals their values (masking policy ${policies})`);
       }
@@ -86,25 +89,33 @@ function outputOnly(f: StatementFacts): boolean {
 }
 
 function examine(f: StatementFacts, masked: MaskedColumns): Finding | undefined {
-  if (masked.byOid.size === 0) return undefined;
+  if (masked.byOid.size === 0 && masked.plan.columns.length === 0) return undefined;
   const cat = masked.catalog;
-  const read = (f.tablesRead ?? []).flatMap((t) => resolveRelation(cat, t));
+  const stats = (f.tablesRead ?? []).find((t) => STATISTICS.test(t.replace(/"/g, '').toLowerCase()));
+  if (stats !== undefined) return { kind: 'always', what: `${showName(stats)}, which holds sampled values of every column, masked ones included` };
   let indirect: Finding | undefined;
   for (const u of f.columns ?? []) {
     // A column an INSERT or UPDATE assigns is written, not read.
     if (u.clause === 'set' && !u.nested) continue;
-    const hit = maskedHit(u, read, masked);
+    const hit = maskedHit(u, f, masked);
     if (hit === undefined) continue;
     const where = u.nested ? (u.via ?? 'expression') : u.clause;
-    if (PREDICATES.has(u.clause) || PREDICATES.has(where)) return { kind: 'predicate', what: `${hit} in ${CLAUSE_WORDS[PREDICATES.has(u.clause) ? u.clause : where]}` };
+    // A set operation compares rows (INTERSECT, EXCEPT, UNION's de-duplication): a condition in all but name.
+    if (PREDICATES.has(u.clause) || PREDICATES.has(where) || where === 'setop') {
+      return { kind: 'predicate', what: `${hit} in ${CLAUSE_WORDS[PREDICATES.has(u.clause) ? u.clause : where]}` };
+    }
     if (!direct(u, f)) indirect ??= { kind: 'indirect', what: `${hit} in ${u.nested ? nestedWords(where) : (CLAUSE_WORDS[u.clause] ?? 'an expression')}` };
   }
   if (indirect) return indirect;
+  // A function's result can be filtered, counted or made to fail on values masking never sees: masking its output is not enough.
   const fn = (f.functions ?? []).find((name) => isUserFunction(cat, name) && !masked.plan.functions.some((p) => functionMatches(p, name)));
-  if (fn !== undefined) return { kind: 'indirect', what: `data through user-defined function ${showName(fn)}, which masking cannot see into (masking.functions can allow-list it)` };
+  if (fn !== undefined) return { kind: 'always', what: `user-defined function ${showName(fn)}, which could read masked columns where masking cannot see (masking.functions can allow-list it)` };
   if (f.opaque !== false || f.kind === 'do' || f.kind === 'call') return { kind: 'indirect', what: 'data through a statement whose effect cannot be read from its text' };
   return undefined;
 }
+
+/** Catalog views and tables that expose sampled column values (most common values, histogram bounds). */
+const STATISTICS = /^(pg_catalog\.)?pg_(stats|stats_ext|stats_ext_exprs|statistic|statistic_ext|statistic_ext_data)$/;
 
 /** A masked column selected as itself at the top level: its origin reaches RowDescription, or the COPY column list. */
 function direct(u: ColumnUse, f: StatementFacts): boolean {
@@ -116,26 +127,55 @@ function direct(u: ColumnUse, f: StatementFacts): boolean {
   return f.kind === 'select' || f.kind === 'explain' || f.kind === 'execute' || (f.effects ?? []).includes('declare_cursor');
 }
 
-/** The masked column a use reads, as schema.table.column, if any. */
-function maskedHit(u: ColumnUse, read: readonly number[], masked: MaskedColumns): string | undefined {
+/**
+ * The masked column a use reads, as schema.table.column, if any. A relation
+ * the catalog does not know (created since it was read) is judged by name
+ * against the masking patterns instead.
+ */
+function maskedHit(u: ColumnUse, f: StatementFacts, masked: MaskedColumns): string | undefined {
   const cat = masked.catalog;
-  const relations = u.table !== undefined ? resolveRelation(cat, u.table) : read;
   const column = u.column.toLowerCase();
-  for (const oid of relations) {
-    const cols = masked.byOid.get(oid);
-    const rel = cat.relations.get(oid);
-    if (!cols || !rel) continue;
-    for (const attnum of cols.keys()) {
-      const name = rel.columns.get(attnum)?.name;
-      if (name !== undefined && (column === '*' || name.toLowerCase() === column)) return showName(`${rel.schema}.${rel.name}.${name}`);
+  for (const table of u.table !== undefined ? [u.table] : (f.tablesRead ?? [])) {
+    const oids = resolveRelation(cat, table);
+    if (oids.length === 0) {
+      const byName = masked.plan.columns.find((r) => nameMatches(r.pattern, table, column));
+      if (byName) return showName(`${table}.${u.column}`);
+      continue;
+    }
+    for (const oid of oids) {
+      const cols = masked.byOid.get(oid);
+      const rel = cat.relations.get(oid);
+      if (!cols || !rel) continue;
+      for (const attnum of cols.keys()) {
+        const name = rel.columns.get(attnum)?.name;
+        if (name !== undefined && (column === '*' || name.toLowerCase() === column)) return showName(`${rel.schema}.${rel.name}.${name}`);
+      }
     }
   }
   return undefined;
 }
 
-function isUserFunction(cat: CatalogSnapshot, name: string): boolean {
+/** A pattern against a name as written: an unqualified table may be in any schema, `*` may be any column. */
+function nameMatches(pattern: string, table: string, column: string): boolean {
+  const segs = nameSegments(table);
+  const t = segs[segs.length - 1] ?? '';
+  const schema = segs.length > 1 ? segs[segs.length - 2] : undefined;
+  const [ps, pt, pc] = nameSegments(pattern) as [string, string, string];
+  if (column !== '*' && !columnMatches(`*.*.${pc}`, '', '', column)) return false;
+  if (!columnMatches(`*.${pt}.*`, '', t, '')) return false;
+  return schema === undefined || columnMatches(`${ps}.*.*`, schema, '', '');
+}
+
+/**
+ * A function that is not built in: one the catalog lists outside
+ * pg_catalog, or one it has never seen (created since it was read), which
+ * is treated the same way.
+ */
+export function isUserFunction(cat: CatalogSnapshot, name: string): boolean {
   const bare = name.replace(/"/g, '');
   const lower = bare.toLowerCase();
   if (lower.startsWith('pg_catalog.') || lower.startsWith('information_schema.')) return false;
-  return cat.userFunctions.has(bare) || cat.userFunctions.has(lower) || cat.userFunctions.has(bare.split('.').pop() ?? bare);
+  const own = bare.split('.').pop() ?? bare;
+  if (cat.userFunctions.has(bare) || cat.userFunctions.has(lower) || cat.userFunctions.has(own)) return true;
+  return !cat.builtinFunctions.has(own) && !cat.builtinFunctions.has(own.toLowerCase());
 }

@@ -24,12 +24,17 @@ export interface MessageMasking {
 
 export type ErrorField = readonly [code: string, value: string];
 
-/** The fields of an ErrorResponse or NoticeResponse with echoed values masked; the same array when nothing changed. */
-export function maskServerFields(fields: readonly ErrorField[], m: MessageMasking): readonly ErrorField[] {
+/**
+ * The fields of an ErrorResponse or NoticeResponse with echoed values
+ * masked; the same array when nothing changed. `computed`: the statement
+ * computes over masked columns (indirect: mask), so any part of the message
+ * may quote a masked value, not only the places PostgreSQL usually does.
+ */
+export function maskServerFields(fields: readonly ErrorField[], m: MessageMasking, computed = false): readonly ErrorField[] {
   const sqlstate = fields.find(([c]) => c === 'C')?.[1] ?? '';
   const where = fields.find(([c]) => c === 'W')?.[1] ?? '';
   // RAISE in a function or trigger composes its text from anything the code read, masked columns included.
-  const userText = sqlstate.startsWith('P0') || /function|trigger/i.test(where);
+  const userText = computed || sqlstate.startsWith('P0') || /function|trigger/i.test(where);
   let changed = false;
   const out = fields.map(([code, value]): ErrorField => {
     const next = maskField(code, value, userText, m);

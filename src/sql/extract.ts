@@ -34,6 +34,16 @@ const DYNAMIC_SQL_FUNCTIONS = new Set([
   'cursor_to_xml',
   'cursor_to_xmlschema',
   'ts_stat',
+  // These read a table, schema or database named by a text argument.
+  'table_to_xml',
+  'table_to_xmlschema',
+  'table_to_xml_and_xmlschema',
+  'schema_to_xml',
+  'schema_to_xmlschema',
+  'schema_to_xml_and_xmlschema',
+  'database_to_xml',
+  'database_to_xmlschema',
+  'database_to_xml_and_xmlschema',
 ]);
 
 const TABLE_OBJECT_TYPES = new Set(['OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_SEQUENCE', 'OBJECT_FOREIGN_TABLE', 'OBJECT_INDEX']);
@@ -251,6 +261,8 @@ class Walker {
         this.walk(n.rarg, ctx);
         // USING names a column of both sides, so no single table can be named.
         for (const column of strings(n.usingClause)) this.column(ctx, { column, clause: 'join' });
+        // NATURAL joins on every column name the sides share, which the text does not list: any column may be a join condition.
+        if (n.isNatural === true) this.column(ctx, { column: '*', clause: 'join' });
         this.walk(n.quals, at(ctx, 'join'));
         return;
       default:

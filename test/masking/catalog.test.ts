@@ -19,6 +19,8 @@ import {
   type CatalogRelation,
   type CatalogSnapshot,
 } from '../../src/masking/catalog.js';
+import { resolveMasking } from '../../src/masking/resolve.js';
+import type { MaskingPlan } from '../../src/masking/rules.js';
 
 const env = testPostgres();
 const database = `sluice_catalog_${randomBytes(4).toString('hex')}`;
@@ -48,6 +50,15 @@ CREATE VIEW app.cte_view AS WITH users AS (SELECT id, password AS email FROM app
 CREATE VIEW app.whole AS SELECT u AS r, u.id FROM app.users u;
 CREATE VIEW app.json_rows AS SELECT row_to_json(u.*) AS j FROM app.users u;
 CREATE VIEW app.counted AS SELECT count(*) AS n FROM app.users;
+CREATE TABLE app.events (id int, email text, note text) PARTITION BY RANGE (id);
+CREATE TABLE app.events_2024 (note text, junk int, email text, id int);
+ALTER TABLE app.events_2024 DROP COLUMN junk;
+ALTER TABLE app.events ATTACH PARTITION app.events_2024 FOR VALUES FROM (0) TO (100);
+CREATE TABLE app.events_2025 PARTITION OF app.events FOR VALUES FROM (100) TO (200) PARTITION BY RANGE (id);
+CREATE TABLE app.events_2025_h1 PARTITION OF app.events_2025 FOR VALUES FROM (100) TO (150);
+INSERT INTO app.events VALUES (1, 'old@example.com', 'n1'), (120, 'new@example.com', 'n2');
+CREATE TABLE app.parent_plain (id int, email text);
+CREATE TABLE app.child_plain (extra text) INHERITS (app.parent_plain);
 CREATE SCHEMA "Mixed Case";
 CREATE TABLE "Mixed Case"."Tbl" (x int);
 `;
@@ -402,6 +413,74 @@ describe('loadCatalog', () => {
   });
 });
 
+describe('loadCatalog with partitioned tables', () => {
+  it('links every partition column to the parent column of the same name, whatever its attnum', () => {
+    const parent = rel('app.events');
+    expect(parent.kind).toBe('partitioned');
+    expect(parent.lineage).toBeUndefined();
+    const p2024 = rel('app.events_2024');
+    expect([...p2024.columns].map(([n, c]) => [n, c.name])).toEqual([
+      [1, 'note'],
+      [3, 'email'],
+      [4, 'id'],
+    ]);
+    expect(p2024.lineage!.get(3)).toEqual({ kind: 'column', relation: parent.oid, attnum: attnum(parent, 'email') });
+    expect(p2024.lineage!.get(1)).toEqual({ kind: 'column', relation: parent.oid, attnum: attnum(parent, 'note') });
+    expect(bases(p2024.oid, 3)).toEqual(['app.events.email']);
+    expect(bases(p2024.oid, 4)).toEqual(['app.events.id']);
+  });
+
+  it('follows sub-partitions up to the root', () => {
+    const sub = rel('app.events_2025');
+    expect(sub.kind).toBe('partitioned');
+    expect(sub.lineage!.get(attnum(sub, 'email'))).toEqual({ kind: 'column', relation: rel('app.events').oid, attnum: attnum(rel('app.events'), 'email') });
+    const leaf = rel('app.events_2025_h1');
+    expect(leaf.lineage!.get(attnum(leaf, 'email'))).toEqual({ kind: 'column', relation: sub.oid, attnum: attnum(sub, 'email') });
+    expect(bases(leaf.oid, attnum(leaf, 'email'))).toEqual(['app.events.email']);
+  });
+
+  it('masks a partition column by a rule on the parent column', () => {
+    const plan: MaskingPlan = {
+      policies: ['pii'],
+      columns: [{ pattern: 'app.events.email', spec: { strategy: 'redact' }, policy: 'pii' }],
+      functions: [],
+      indirect: 'deny',
+      notifications: 'redact',
+      maxValueBytes: 1024,
+    };
+    const masked = resolveMasking(plan, cat);
+    for (const name of ['app.events', 'app.events_2024', 'app.events_2025', 'app.events_2025_h1']) {
+      const r = rel(name);
+      expect([...(masked.byOid.get(r.oid)?.keys() ?? [])], name).toEqual([attnum(r, 'email')]);
+    }
+  });
+
+  it('leaves plain inheritance children as tables of their own', () => {
+    expect(rel('app.child_plain').lineage).toBeUndefined();
+    expect(viewBases('app.child_plain', 'email')).toEqual(['app.child_plain.email']);
+  });
+
+  it('maps what RowDescription reports for rows of a partitioned table to the parent columns', async () => {
+    const client = pgClient(database);
+    await client.connect();
+    try {
+      const seen = new Set<number>();
+      for (const sql of ['SELECT * FROM app.events ORDER BY id', 'SELECT * FROM app.events_2024', 'SELECT email, note, id FROM app.events_2025_h1']) {
+        const result = await client.query(sql);
+        expect(result.rows.length, sql).toBeGreaterThan(0);
+        for (const f of result.fields) {
+          seen.add(f.tableID);
+          expect(bases(f.tableID, f.columnID), `${sql}: ${f.name}`).toEqual([`app.events.${f.name}`]);
+        }
+      }
+      expect(seen).toContain(rel('app.events_2024').oid);
+      expect(seen).toContain(rel('app.events_2025_h1').oid);
+    } finally {
+      await client.end();
+    }
+  });
+});
+
 describe('resolveRelation', () => {
   it('resolves qualified names to exactly that relation', () => {
     expect(resolveRelation(cat, 'app.users')).toEqual([rel('app.users').oid]);
@@ -461,6 +540,7 @@ describe('baseColumns', () => {
       ]),
       byName: new Map(),
       userFunctions: new Set(),
+      builtinFunctions: new Set(),
       searchPath: [],
     };
     expect(baseColumns(cyclic, 1, 1)).toEqual([{ relation: 3, attnum: 1 }]);

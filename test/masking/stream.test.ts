@@ -31,6 +31,7 @@ function catalog(cols: readonly { type: number }[]): CatalogSnapshot {
     relations: new Map([[TABLE, { oid: TABLE, schema: 'app', name: 't', kind: 'table' as const, columns }]]),
     byName: new Map([['app.t', TABLE]]),
     userFunctions: new Set(),
+    builtinFunctions: new Set(),
     searchPath: ['app'],
   };
 }

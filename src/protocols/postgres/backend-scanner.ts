@@ -30,7 +30,7 @@ export class BackendScanner {
     private readonly onMessage: MessageHandler,
     /** Wanted messages longer than this are not collected: `onOversize` hears of them and they are skipped. */
     private readonly maxCollect = Infinity,
-    private readonly onOversize: (type: number, length: number) => void = () => undefined,
+    private readonly onOversize: (type: number, length: number, start: number) => void = () => undefined,
   ) {}
 
   /** True when the bytes scanned so far end exactly at a message boundary. */
@@ -82,7 +82,7 @@ export class BackendScanner {
           this.collecting = null;
         } else if (this.remaining > this.maxCollect) {
           this.collecting = null;
-          this.onOversize(this.type, this.remaining + 4);
+          this.onOversize(this.type, this.remaining + 4, this.messageStart);
         } else if (len - pos >= this.remaining) {
           const payload = chunk.subarray(pos, pos + this.remaining);
           pos += this.remaining;

@@ -125,6 +125,8 @@ export class PostgresSession implements Session {
   private readonly masker?: SessionMasker;
   /** A frame taken from the reader but not yet handled: it waits for the masking catalog. */
   private stashed: Frame | null = null;
+  /** A value-carrying message over the limit, seen in the chunk being scanned. */
+  private oversize?: { length: number; start: number };
   private loadingCatalog = false;
   /** Names unknown to the catalog already triggered one reload; judge with what it has. */
   private reloadedFor?: string;
@@ -510,6 +512,18 @@ export class PostgresSession implements Session {
       void this.ctx.events.record(events, { defer: true }).catch((err) => this.auditFailed(err));
     }
     if (this.closed) return;
+    if (this.oversize !== undefined) {
+      // Send what came before the oversized message, hold it back, then end: terminate() sees a message boundary.
+      const before = (this.splices ?? []).filter((sp) => sp.end <= this.oversize!.start);
+      this.writeParts(this.splicer.take(chunk, base, before, this.oversize.start));
+      this.splices = null;
+      this.terminate({
+        code: 'masked_message_too_large',
+        sqlstate: '54000',
+        message: `a ${this.oversize.length}-byte result message is larger than Sluice can hold to mask (server.postgres.max_message_bytes); none of it was sent. Select fewer or smaller values`,
+      });
+      return;
+    }
     const holdFrom = this.masker
       ? this.scanner.incompleteStart(carriesValues)
       : this.denials.size > 0
@@ -536,14 +550,12 @@ export class PostgresSession implements Session {
     return this.client.write(parts.length === 1 ? parts[0]! : Buffer.concat(parts));
   }
 
-  /** A message too large to hold for masking: passing it on unread could leak, so the session ends. */
-  private readonly onOversize = (type: number, length: number): void => {
-    if (!carriesValues(type)) return;
-    this.terminate({
-      code: 'masked_message_too_large',
-      sqlstate: '54000',
-      message: `a ${length}-byte result message is larger than Sluice can hold to mask (${this.resource}); nothing of it was sent. Select fewer or smaller columns`,
-    });
+  /**
+   * A message too large to hold for masking: passing it on unread could
+   * leak, so the session ends once the messages before it are sent.
+   */
+  private readonly onOversize = (type: number, length: number, start: number): void => {
+    if (carriesValues(type) && this.oversize === undefined) this.oversize = { length, start };
   };
 
   private readonly onBackendMessage = (type: number, payload: Buffer, start: number, msgEnd: number): void => {

@@ -67,6 +67,12 @@ export class CatalogCache {
     return loading;
   }
 
+  /** Milliseconds since the snapshot in use was read; Infinity when there is none. */
+  age(resource: string): number {
+    const e = this.entries.get(resource);
+    return e?.snapshot ? Date.now() - e.loadedAt : Infinity;
+  }
+
   invalidate(resource: string): void {
     const e = this.entries.get(resource);
     if (e) e.stale = true;

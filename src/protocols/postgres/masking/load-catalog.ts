@@ -24,8 +24,7 @@ ORDER BY c.oid, a.attnum`;
 const FUNCTIONS_SQL = `
 SELECT DISTINCT n.nspname, p.proname
 FROM pg_catalog.pg_proc p
-JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')`;
+JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace`;
 
 /**
  * Each partition's direct parent when the parent is partitioned (relkind
@@ -130,12 +129,17 @@ export async function loadCatalog(conn: BackendConnection): Promise<CatalogSnaps
   }
 
   const userFunctions = new Set<string>();
+  const builtinFunctions = new Set<string>();
   for (const [schema, name] of funcs.rows) {
+    if (schema === 'pg_catalog' || schema === 'information_schema') {
+      builtinFunctions.add(name!);
+      continue;
+    }
     userFunctions.add(`${schema}.${name}`);
     userFunctions.add(name!);
   }
   const searchPath = path.rows.map((r) => r[0]!);
-  return { relations, byName, userFunctions, searchPath };
+  return { relations, byName, userFunctions, builtinFunctions, searchPath };
 }
 
 /**

@@ -168,6 +168,14 @@ export class ResultLayouts {
     else this.copy = { out: NO_OUTPUT };
   }
 
+  /** The output decision of the statement the backend is answering now, when known. */
+  currentOutput(): StatementOutput | undefined {
+    const head = this.queue[0];
+    if (head?.t === 'query') return head.outs[head.index];
+    if (head?.t === 'execute') return this.portals.get(head.portal)?.statement?.out;
+    return undefined;
+  }
+
   /** The output decision of the COPY whose CopyData is arriving, or undefined outside a COPY. */
   copyOutput(): StatementOutput | undefined {
     return this.copy?.out;

@@ -92,10 +92,22 @@ export class SessionMasker {
     this.catalogs.invalidate(this.resource);
   }
 
-  /** Names read by these statements that the catalog does not know: it may predate them. */
+  /**
+   * Names read by these statements that the catalog does not know: it may
+   * predate them. A snapshot read within the last second is trusted, so
+   * statements on relations that do not exist cannot make every statement
+   * reload it.
+   */
   unknownRelations(statements: readonly StatementFacts[]): boolean {
+    if (this.catalogs.age(this.resource) < 1000) return false;
     const cat = this.current().catalog;
-    return statements.some((s) => [...(s.tablesRead ?? []), ...(s.body?.tablesRead ?? [])].some((t) => resolveRelation(cat, t).length === 0));
+    const unseenFunction = (fn: string): boolean => {
+      const own = (fn.replace(/"/g, '').split('.').pop() ?? fn).toLowerCase();
+      return !cat.builtinFunctions.has(own) && !cat.userFunctions.has(own);
+    };
+    return statements.some((s) =>
+      [s, ...(s.body ? [s.body] : [])].some((f) => (f.tablesRead ?? []).some((t) => resolveRelation(cat, t).length === 0) || (f.functions ?? []).some(unseenFunction)),
+    );
   }
 
   judge(statements: readonly StatementFacts[]): { verdict: MaskVerdict; outputs: MaskingOutput[] } {
@@ -225,12 +237,14 @@ export class SessionMasker {
         const out = this.copyMasker.row(payload);
         return out === payload ? undefined : frame(BE.CopyData, out);
       }
-      case BE.ErrorResponse:
+      case BE.ErrorResponse: {
+        const computed = l.currentOutput()?.maskAll === true;
         l.error();
         this.copyMasker = undefined;
-        return this.serverFields(BE.ErrorResponse, payload);
+        return this.serverFields(BE.ErrorResponse, payload, computed);
+      }
       case BE.NoticeResponse:
-        return this.serverFields(BE.NoticeResponse, payload);
+        return this.serverFields(BE.NoticeResponse, payload, l.currentOutput()?.maskAll === true);
       case BE.NotificationResponse:
         return this.notification(payload);
       case BE.ReadyForQuery:
@@ -241,9 +255,9 @@ export class SessionMasker {
     }
   }
 
-  private serverFields(type: number, payload: Buffer): Buffer | undefined {
+  private serverFields(type: number, payload: Buffer, computed = false): Buffer | undefined {
     const fields = readFields(payload);
-    const masked = maskServerFields(fields, this.messages);
+    const masked = maskServerFields(fields, this.messages, computed);
     if (masked === fields) return undefined;
     let size = 1;
     for (const [, v] of masked) size += 1 + cstringBytes(v);
