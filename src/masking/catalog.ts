@@ -8,6 +8,8 @@
 export interface CatalogColumn {
   readonly name: string;
   readonly typeOid: number;
+  /** A generated column, which COPY TO without a column list leaves out. */
+  readonly generated?: boolean;
 }
 
 export interface ColumnRef {

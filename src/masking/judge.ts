@@ -65,7 +65,8 @@ export function judgeMasking(statements: readonly StatementFacts[], masked: Mask
       if (finding.kind === 'predicate') {
         return deny(`${label} uses masked column ${finding.what}; masked columns cannot decide which rows return or their order, as that reveals their values (masking policy ${policies})`);
       }
-      if (masked.plan.indirect === 'mask' && outputOnly(f)) {
+      // A prepared body runs later, maybe through a portal the output decision does not reach: only EXECUTE can be masked whole.
+      if (masked.plan.indirect === 'mask' && top.kind !== 'prepare' && outputOnly(f)) {
         maskAll = true;
         continue;
       }
@@ -83,8 +84,9 @@ function deny(reason: string): MaskVerdict {
 
 /** Statements whose only effect is their output, which masking every column can make safe. */
 function outputOnly(f: StatementFacts): boolean {
-  if ((f.tablesWritten ?? []).length > 0) return false;
-  if ((f.effects ?? []).some((e) => e === 'select_into' || e === 'data_modifying_cte')) return false;
+  if ((f.tablesWritten ?? []).length > 0 || f.setting !== undefined) return false;
+  // A cursor's rows come back in later FETCHes and a setting in ParameterStatus, where the statement's output decision does not follow.
+  if ((f.effects ?? []).some((e) => e === 'select_into' || e === 'data_modifying_cte' || e === 'declare_cursor' || e === 'set_config')) return false;
   return f.kind === 'select' || f.kind === 'explain' || f.kind === 'copy.out' || f.kind === 'execute';
 }
 
@@ -93,6 +95,8 @@ function examine(f: StatementFacts, masked: MaskedColumns): Finding | undefined 
   const cat = masked.catalog;
   const stats = (f.tablesRead ?? []).find((t) => STATISTICS.test(t.replace(/"/g, '').toLowerCase()));
   if (stats !== undefined) return { kind: 'always', what: `${showName(stats)}, which holds sampled values of every column, masked ones included` };
+  // Another output encoding changes the bytes the COPY row parser reads (a multi-byte character can end in a backslash byte).
+  if (f.kind === 'copy.out' && /\bencoding\b/i.test(f.text ?? '')) return { kind: 'always', what: 'its rows in another encoding (COPY ... ENCODING), which masking cannot parse safely' };
   let indirect: Finding | undefined;
   for (const u of f.columns ?? []) {
     // A column an INSERT or UPDATE assigns is written, not read.
@@ -135,8 +139,10 @@ function direct(u: ColumnUse, f: StatementFacts): boolean {
 function maskedHit(u: ColumnUse, f: StatementFacts, masked: MaskedColumns): string | undefined {
   const cat = masked.catalog;
   const column = u.column.toLowerCase();
-  for (const table of u.table !== undefined ? [u.table] : (f.tablesRead ?? [])) {
-    const oids = resolveRelation(cat, table);
+  // In a sub-select an unqualified name may belong to an outer query's table: every table read is a candidate.
+  const tables = u.table === undefined ? (f.tablesRead ?? []) : u.nested ? [u.table, ...(f.tablesRead ?? [])] : [u.table];
+  for (const table of tables) {
+    const oids = resolveLoosely(cat, table);
     if (oids.length === 0) {
       const byName = masked.plan.columns.find((r) => nameMatches(r.pattern, table, column));
       if (byName) return showName(`${table}.${u.column}`);
@@ -153,6 +159,21 @@ function maskedHit(u: ColumnUse, f: StatementFacts, masked: MaskedColumns): stri
     }
   }
   return undefined;
+}
+
+/**
+ * Relations a name may mean. The facts write unquoted names folded and
+ * quoted ones as they are, without quotes unless needed, so `"UserView"`
+ * arrives as UserView: a name with capitals is also tried as quoted.
+ */
+export function resolveLoosely(cat: CatalogSnapshot, name: string): number[] {
+  const oids = resolveRelation(cat, name);
+  if (name.includes('"') || name === name.toLowerCase()) return oids;
+  const quoted = name
+    .split('.')
+    .map((p) => `"${p}"`)
+    .join('.');
+  return [...new Set([...oids, ...resolveRelation(cat, quoted)])];
 }
 
 /** A pattern against a name as written: an unqualified table may be in any schema, `*` may be any column. */
@@ -176,6 +197,9 @@ export function isUserFunction(cat: CatalogSnapshot, name: string): boolean {
   const lower = bare.toLowerCase();
   if (lower.startsWith('pg_catalog.') || lower.startsWith('information_schema.')) return false;
   const own = bare.split('.').pop() ?? bare;
-  if (cat.userFunctions.has(bare) || cat.userFunctions.has(lower) || cat.userFunctions.has(own)) return true;
-  return !cat.builtinFunctions.has(own) && !cat.builtinFunctions.has(own.toLowerCase());
+  const builtin = cat.builtinFunctions.has(own) || cat.builtinFunctions.has(own.toLowerCase());
+  // Unqualified, a built-in name is the built-in (pg_catalog comes first on the search path), even when an extension overloads it.
+  if (builtin && !bare.includes('.')) return false;
+  if (cat.userFunctions.has(bare) || cat.userFunctions.has(lower)) return true;
+  return !builtin;
 }

@@ -50,6 +50,15 @@ const TABLE_OBJECT_TYPES = new Set(['OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVI
 
 const CONDITION_CLAUSES: ReadonlySet<ColumnClause> = new Set(['where', 'join', 'order', 'group', 'having']);
 
+/** A select-list entry that is `*` or `t.*`. */
+function isStarTarget(t: unknown): boolean {
+  const rt = unwrap(t, 'ResTarget');
+  const ref = rt ? unwrap(rt.val, 'ColumnRef') : undefined;
+  const fields = ref ? asArray(ref.fields) : [];
+  const last = fields[fields.length - 1];
+  return isObj(last) && 'A_Star' in last;
+}
+
 const isObj = (v: unknown): v is Obj => v !== null && typeof v === 'object' && !Array.isArray(v);
 const asArray = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
 
@@ -351,6 +360,8 @@ class Walker {
       for (const i of positions.filter((p) => !done.has(`${clause}:${p}`))) {
         done.add(`${clause}:${i}`);
         for (const leaf of leaves) {
+          // After a `*` the position may name any column the star expands to.
+          if (i >= leaf.targets.length || leaf.targets.slice(0, i + 1).some(isStarTarget)) this.column(at(leaf.ctx, clause), { column: '*', clause });
           const rt = unwrap(leaf.targets[i], 'ResTarget');
           if (rt) this.walk(rt.val, { ...at(leaf.ctx, clause), again: true });
         }
@@ -398,7 +409,11 @@ class Walker {
     const done = new Set<string>();
     this.sortItems(n.groupClause, 'group', ctx, leaves, done);
     this.walk(n.havingClause, at(ctx, 'having'));
-    this.sortItems(n.distinctClause, 'order', ctx, leaves, done);
+    const distinct = asArray(n.distinctClause);
+    // Plain DISTINCT sorts or hashes on every output column, like an ORDER BY of all of them.
+    if (distinct.length > 0 && distinct.every((d) => isObj(d) && Object.keys(d).length === 0)) {
+      this.sortItems(leaves[0] ? leaves[0].targets.map((_, i) => ({ A_Const: { ival: { ival: i + 1 } } })) : [], 'order', ctx, leaves, done);
+    } else this.sortItems(n.distinctClause, 'order', ctx, leaves, done);
     this.sortItems(n.sortClause, 'order', ctx, leaves, done);
     this.walk(n.windowClause, at(ctx, 'order'));
     for (const k of ['limitCount', 'limitOffset']) this.walk(n[k], at(ctx, 'expression'));

@@ -28,9 +28,11 @@ function layouts(): { l: ResultLayouts; calls: TaggedPlan[]; plan: () => { field
   return { l, calls, plan };
 }
 
-const A: StatementOutput = { maskAll: false };
-const B: StatementOutput = { maskAll: true };
+const A: StatementOutput = { maskAll: false, stableShape: true };
+const B: StatementOutput = { maskAll: true, stableShape: true };
 const C: StatementOutput = { maskAll: false, copy: { columns: ['x'] } };
+/** A FETCH or EXECUTE: its shape may differ from what a Describe of the statement said. */
+const UNSTABLE: StatementOutput = { maskAll: false, stableShape: false };
 
 describe('ResultLayouts: simple query', () => {
   it('gives each statement of a multi-statement query its own output decision', () => {
@@ -122,6 +124,18 @@ describe('ResultLayouts: extended protocol', () => {
     expect(plan()).toEqual({ fields: ['id/0', 'email/0'], formats: [1, 0], out: B });
     l.statementEnded();
     expect(plan()).toBeUndefined();
+    l.ready('I');
+  });
+
+  it('does not trust a Describe of a FETCH or EXECUTE statement for later runs: without a Describe of the portal the layout is unknown', () => {
+    const { l, plan } = layouts();
+    describedStatement(l, 'f', UNSTABLE, [field('name')]);
+    l.bind('', 'f', []);
+    l.execute('');
+    l.sync();
+    l.bindComplete();
+    expect(plan()).toBeUndefined();
+    l.statementEnded();
     l.ready('I');
   });
 

@@ -55,7 +55,9 @@ const CASES: Case[] = [
   { sql: 'select email from users order by 1 limit id offset 2', has: [T('users', 'email', 'order'), T('users', 'id', 'expression')] },
   { sql: 'select distinct on (email) email, id from users', exact: [T('users', 'email', 'target'), T('users', 'id', 'target'), T('users', 'email', 'order')] },
   { sql: 'select distinct on (1) ssn, id from users', has: [T('users', 'ssn', 'order')] },
-  { sql: 'select distinct email from users', exact: [T('users', 'email', 'target')] },
+  // Plain DISTINCT sorts or hashes on every output column.
+  { sql: 'select distinct email from users', exact: [T('users', 'email', 'target'), T('users', 'email', 'order')] },
+  { sql: 'select * from users order by 3', has: [{ column: '*', clause: 'order' }] },
   {
     sql: 'select rank() over (partition by dept order by salary) from emp',
     exact: [T('emp', 'dept', 'order'), T('emp', 'salary', 'order')],

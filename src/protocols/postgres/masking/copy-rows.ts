@@ -100,9 +100,12 @@ export class CopyRowMasker {
     format: CopyFormat,
     mask: FieldMasker,
     private readonly relevant?: (index: number) => boolean,
+    /** The number of fields every row must have, when the caller knows it: a row with another count is refused, never masked by a shifted plan. */
+    expectedFields?: number,
   ) {
     this.format = format;
     this.mask = mask;
+    if (expectedFields !== undefined) this.fieldCount = expectedFields;
     if (format.kind === 'text') this.text = textOptions(format);
     else if (format.kind === 'csv') this.csv = csvOptions(format);
     this.headerPending = format.kind !== 'binary' && format.header === true;

@@ -23,9 +23,10 @@ export function maskValue(value: Buffer, col: ColumnPlan | undefined, ctx: CellC
  * A row whose field count disagrees with the plan is masked whole too.
  */
 export function maskDataRow(payload: Buffer, plan: RowPlan | undefined, ctx: CellContext): Buffer | undefined {
-  if (plan?.passthrough) return undefined;
   if (payload.length < 2) throw new RangeError('DataRow shorter than its field count');
   const n = payload.readUInt16BE(0);
+  // A row of another width than its description is not the described result: nothing about it can be trusted.
+  if (plan?.passthrough && plan.columns.length === n) return undefined;
   const columns = plan && plan.columns.length === n ? plan.columns : undefined;
   // Changed fields as (start of the length word, end of the value, replacement); built into one buffer at the end.
   let changes: (number | Buffer | null)[] | undefined;

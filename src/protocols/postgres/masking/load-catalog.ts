@@ -14,7 +14,7 @@ import { simpleQuery } from '../backend/simple-query.js';
 const USER_SCHEMAS = `n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'`;
 
 const RELATIONS_SQL = `
-SELECT c.oid, n.nspname, c.relname, c.relkind, a.attnum, a.attname, a.atttypid
+SELECT c.oid, n.nspname, c.relname, c.relkind, a.attnum, a.attname, a.atttypid, a.attgenerated
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -88,14 +88,14 @@ export async function loadCatalog(conn: BackendConnection): Promise<CatalogSnaps
   }
 
   const building = new Map<number, { oid: number; schema: string; name: string; relkind: string; columns: Map<number, CatalogColumn> }>();
-  for (const [oid, schema, name, relkind, attnum, attname, typeOid] of rels.rows) {
+  for (const [oid, schema, name, relkind, attnum, attname, typeOid, generated] of rels.rows) {
     const id = Number(oid);
     let rel = building.get(id);
     if (!rel) {
       rel = { oid: id, schema: schema!, name: name!, relkind: relkind!, columns: new Map() };
       building.set(id, rel);
     }
-    if (attnum !== null) rel.columns.set(Number(attnum), { name: attname!, typeOid: Number(typeOid) });
+    if (attnum !== null) rel.columns.set(Number(attnum), { name: attname!, typeOid: Number(typeOid), ...(generated ? { generated: true } : {}) });
   }
 
   const byName = new Map<string, number>();

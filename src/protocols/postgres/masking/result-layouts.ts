@@ -4,6 +4,13 @@ import type { RowPlan } from './row-plan.js';
 /** What the guard decided about one statement's output, carried until its rows arrive. */
 export interface StatementOutput {
   readonly maskAll: boolean;
+  /**
+   * Its result always has the shape a Describe of the statement reported
+   * (a SELECT or DML; PostgreSQL refuses to run it otherwise). A FETCH or
+   * EXECUTE can return another shape each time, so its rows need a Describe
+   * of the portal.
+   */
+  readonly stableShape?: boolean;
   /** COPY TO: how its rows are laid out and masked (undefined: mask every field). */
   readonly copy?: unknown;
 }
@@ -156,7 +163,7 @@ export class ResultLayouts {
     if (!p) return null;
     const out = p.statement?.out ?? NO_OUTPUT;
     if (p.fields) return this.plan(p.fields, undefined, out);
-    const fields = p.statement?.fields;
+    const fields = out.stableShape === true ? p.statement?.fields : undefined;
     return fields ? this.plan(fields, p.formats, out) : null;
   }
 

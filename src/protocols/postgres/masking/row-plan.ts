@@ -2,6 +2,8 @@ import type { FieldDescription } from '../codec/backend-parser.js';
 import type { MaskedColumns } from '../../../masking/resolve.js';
 import type { StrategySpec } from '../../../masking/strategies.js';
 
+const FIRST_NORMAL_OID = 16384;
+
 export interface ColumnPlan {
   readonly typeOid: number;
   /** 0 text, 1 binary. */
@@ -33,10 +35,11 @@ export function planRows(fields: readonly FieldDescription[], formats: readonly 
     const format = formats === undefined ? f.format : formats.length === 0 ? 0 : formats.length === 1 ? formats[0]! : (formats[i] ?? 0);
     const base = { typeOid: f.typeOid, format };
     if (maskAll) return { ...base, whole: true, detect: false };
-    if (f.tableOid !== 0) {
+    // System catalogs (OIDs below FirstNormalObjectId) hold no user data the snapshot could mask; detectors still apply.
+    if (f.tableOid !== 0 && f.tableOid >= FIRST_NORMAL_OID) {
       const rel = masked.catalog.relations.get(f.tableOid);
-      // A table the catalog has not seen (created since it was read) could hold masked columns: fail closed until it is reloaded.
-      if (!rel) {
+      // A table or column the catalog has not seen (created since it was read) could be masked: fail closed until it is reloaded.
+      if (!rel || !rel.columns.has(f.columnAttr)) {
         if (!unknownRelations.includes(f.tableOid)) unknownRelations.push(f.tableOid);
         return { ...base, whole: true, detect: false };
       }

@@ -1,5 +1,5 @@
-import { resolveRelation, type CatalogSnapshot } from '../../../masking/catalog.js';
-import { judgeMasking, type MaskVerdict } from '../../../masking/judge.js';
+import type { CatalogSnapshot } from '../../../masking/catalog.js';
+import { judgeMasking, resolveLoosely, type MaskVerdict } from '../../../masking/judge.js';
 import { resolveMasking, type MaskedColumns } from '../../../masking/resolve.js';
 import { maskingPlanKey, type MaskingPlan } from '../../../masking/rules.js';
 import { maskNotificationPayload, maskServerFields, type ErrorField, type MessageMasking } from '../../../masking/server-messages.js';
@@ -40,6 +40,9 @@ export const MASKED_MESSAGE_TYPES: readonly number[] = [
 ];
 /** Messages that may carry row values: held back from the client until complete, so they can be replaced. */
 export const VALUE_MESSAGE_TYPES: ReadonlySet<number> = new Set([BE.DataRow, BE.CopyData, BE.ErrorResponse, BE.NoticeResponse, BE.NotificationResponse]);
+
+/** Statement kinds whose result shape a Describe of the statement fixes. */
+const STABLE_SHAPE: ReadonlySet<string> = new Set(['select', 'insert', 'update', 'delete', 'merge']);
 
 const resolved = new WeakMap<CatalogSnapshot, Map<string, MaskedColumns>>();
 
@@ -106,7 +109,7 @@ export class SessionMasker {
       return !cat.builtinFunctions.has(own) && !cat.userFunctions.has(own);
     };
     return statements.some((s) =>
-      [s, ...(s.body ? [s.body] : [])].some((f) => (f.tablesRead ?? []).some((t) => resolveRelation(cat, t).length === 0) || (f.functions ?? []).some(unseenFunction)),
+      [s, ...(s.body ? [s.body] : [])].some((f) => (f.tablesRead ?? []).some((t) => resolveLoosely(cat, t).length === 0) || (f.functions ?? []).some(unseenFunction)),
     );
   }
 
@@ -117,7 +120,8 @@ export class SessionMasker {
     const outputs = statements.map((f): MaskingOutput => {
       const facts = f.kind === 'execute' && f.body ? f.body : f;
       const copy = facts.kind === 'copy.out' ? this.copyPlan(facts, maskAll) : undefined;
-      return { maskAll, ...(copy ? { copy } : {}) };
+      const stableShape = STABLE_SHAPE.has(f.kind) && !(f.effects ?? []).includes('declare_cursor');
+      return { maskAll, stableShape, ...(copy ? { copy } : {}) };
     });
     return { verdict, outputs };
   }
@@ -158,12 +162,14 @@ export class SessionMasker {
     const detectAll = masked.plan.detectors !== undefined && masked.detectorOids === undefined;
     const every: ColumnPlan = { typeOid: 0, format: binary, detect: detectAll };
     if (c?.query) return { format, every };
-    const oids = (f.tablesRead ?? []).flatMap((t) => resolveRelation(masked.catalog, t));
-    const rel = oids.length === 1 ? masked.catalog.relations.get(oids[0]!) : undefined;
+    const table = (f.tablesRead ?? [])[0];
+    // Several schemas may hold the name: the first along the search path is the one COPY reads.
+    const oid = f.tablesRead?.length === 1 && table !== undefined ? resolveLoosely(masked.catalog, table)[0] : undefined;
+    const rel = oid === undefined ? undefined : masked.catalog.relations.get(oid);
     if (!rel) return { format, every: whole };
     const attnums = c?.columns
       ? c.columns.map((name) => [...rel.columns].find(([, col]) => col.name === name || col.name.toLowerCase() === name.toLowerCase())?.[0])
-      : [...rel.columns.keys()].sort((a, b) => a - b);
+      : [...rel.columns].filter(([, col]) => !col.generated).map(([attnum]) => attnum).sort((a, b) => a - b);
     const fields = attnums.map((attnum) => ({
       name: '',
       tableOid: attnum === undefined ? 0 : rel.oid,
@@ -229,6 +235,7 @@ export class SessionMasker {
             const c = column(i);
             return c === undefined || c.whole === true || c.mask !== undefined || c.detect;
           },
+          plan?.columns?.length,
         );
         return undefined;
       }
