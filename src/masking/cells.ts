@@ -1,4 +1,4 @@
-import { maskDetected, type DetectorName } from './detectors.js';
+import { findSensitive, maskDetected, type DetectorName } from './detectors.js';
 import { hashBytes, maskText, REDACTED, type StrategySpec } from './strategies.js';
 
 /**
@@ -15,6 +15,8 @@ const STRING_TYPES: ReadonlySet<number> = new Set([
   705, // unknown (string literals)
 ]);
 const BYTEA = 17;
+/** Binary formats that are numbers, times, booleans or UUIDs: no text inside for a detector to find. */
+const FIXED_BINARY: ReadonlySet<number> = new Set([16, 20, 21, 23, 26, 700, 701, 790, 1082, 1083, 1114, 1184, 1186, 1266, 1700, 2950]);
 const REDACTED_BYTES = Buffer.from(REDACTED);
 
 export function isStringType(typeOid: number): boolean {
@@ -47,8 +49,12 @@ export function maskUnknown(typeOid: number | undefined): Buffer | null {
  * types are. A value over `maxBytes` is not scanned: it is masked whole.
  */
 export function detectCell(value: Buffer, typeOid: number, format: number, d: CellDetectors, key: Buffer, maxBytes: number): Buffer | null | undefined {
-  if (typeOid === BYTEA || (format === 1 && !STRING_TYPES.has(typeOid))) return undefined;
+  if (typeOid === BYTEA || (format === 1 && FIXED_BINARY.has(typeOid))) return undefined;
   if (value.length > maxBytes) return maskCell(value, typeOid, d.spec, key);
+  if (format === 1 && !STRING_TYPES.has(typeOid)) {
+    // jsonb, arrays, records, xml in binary carry their text among framing bytes: any match makes the value NULL.
+    return findSensitive(value.toString('utf8'), d.names).length > 0 ? null : undefined;
+  }
   const text = value.toString('utf8');
   const out = maskDetected(text, d.names, d.spec, key);
   if (out === text) return undefined;

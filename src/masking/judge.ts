@@ -57,7 +57,7 @@ export function judgeMasking(statements: readonly StatementFacts[], masked: Mask
   for (const top of statements) {
     // A PREPARE's own facts repeat its body's: only what it will run is judged.
     for (const f of top.kind === 'prepare' && top.body ? [top.body] : top.body ? [top, top.body] : [top]) {
-      const finding = examine(f, masked);
+      const finding = examineCached(f, masked);
       if (finding === undefined) continue;
       const policies = masked.plan.policies.map(showName).join(', ');
       const label = statementLabel(f);
@@ -88,6 +88,21 @@ function outputOnly(f: StatementFacts): boolean {
   // A cursor's rows come back in later FETCHes and a setting in ParameterStatus, where the statement's output decision does not follow.
   if ((f.effects ?? []).some((e) => e === 'select_into' || e === 'data_modifying_cte' || e === 'declare_cursor' || e === 'set_config')) return false;
   return f.kind === 'select' || f.kind === 'explain' || f.kind === 'copy.out' || f.kind === 'execute';
+}
+
+/**
+ * Findings per statement facts object, per resolved masking: facts come from
+ * the classification cache, so a statement run again is judged once while the
+ * catalog snapshot and the plan stay the same.
+ */
+const findings = new WeakMap<MaskedColumns, WeakMap<StatementFacts, Finding | null>>();
+
+function examineCached(f: StatementFacts, masked: MaskedColumns): Finding | undefined {
+  let byFacts = findings.get(masked);
+  if (!byFacts) findings.set(masked, (byFacts = new WeakMap()));
+  let found = byFacts.get(f);
+  if (found === undefined) byFacts.set(f, (found = examine(f, masked) ?? null));
+  return found ?? undefined;
 }
 
 function examine(f: StatementFacts, masked: MaskedColumns): Finding | undefined {
@@ -141,9 +156,11 @@ function maskedHit(u: ColumnUse, f: StatementFacts, masked: MaskedColumns): stri
   const column = u.column.toLowerCase();
   // In a sub-select an unqualified name may belong to an outer query's table: every table read is a candidate.
   const tables = u.table === undefined ? (f.tablesRead ?? []) : u.nested ? [u.table, ...(f.tablesRead ?? [])] : [u.table];
+  const read = new Set(f.tablesRead ?? []);
   for (const table of tables) {
     const oids = resolveLoosely(cat, table);
-    if (oids.length === 0) {
+    // A name no relation read has is the alias of a derived table, function or CTE: what it reads is judged where it is read.
+    if (oids.length === 0 && read.has(table)) {
       const byName = masked.plan.columns.find((r) => nameMatches(r.pattern, table, column));
       if (byName) return showName(`${table}.${u.column}`);
       continue;

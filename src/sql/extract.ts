@@ -328,7 +328,8 @@ class Walker {
       const rt = unwrap(item, 'ResTarget');
       const val = rt ? rt.val : item;
       if (unwrap(val, 'ColumnRef')) this.columnRef(unwrap(val, 'ColumnRef')!, at(ctx, clause));
-      else this.walk(val, at(ctx, clause === 'target' ? 'expression' : clause, clause));
+      // Anything but a plain column in a select list or RETURNING computes a value: an expression.
+      else this.walk(val, at(ctx, clause === 'target' || clause === 'returning' ? 'expression' : clause, clause));
     }
   }
 
@@ -516,7 +517,7 @@ class Walker {
       this.out.opaque = true;
       this.out.effects.add('dynamic_sql');
     }
-    const inner: Ctx = { ...ctx, clause: ctx.clause === 'target' ? 'expression' : ctx.clause };
+    const inner: Ctx = { ...ctx, clause: ctx.clause === 'target' || ctx.clause === 'returning' ? 'expression' : ctx.clause };
     for (const [k, child] of Object.entries(n)) {
       if (k === 'over' && isObj(child)) this.windowDef(child, inner);
       else if (k !== 'funcname') this.walk(child, inner);

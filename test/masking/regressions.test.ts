@@ -21,6 +21,9 @@ beforeAll(async () => {
     await f!.su.query(`
       create view ${f!.schema}."UserView" as select * from ${f!.schema}.users;
       create table ${f!.schema}.gen (id int, g text generated always as ('g' || id) stored, api_key text);
+      create table ${f!.schema}.docs (id int, profile jsonb, tags text[]);
+      insert into ${f!.schema}.docs values (1, '{"owner": {"email": "docs.owner@secret-corp.example"}}', array['ok', 'tag.owner@secret-corp.example']);
+      grant select on ${f!.schema}.docs to ${f!.t.pg.roles.reader.user};
       insert into ${f!.schema}.gen (id, api_key) values (1, 'gen_secret_key');
       grant select on ${f!.schema}."UserView", ${f!.schema}.gen to ${f!.t.pg.roles.reader.user};
     `);
@@ -139,6 +142,61 @@ describe('layouts and catalogs that change under a session', () => {
     const ci = await f.connect('read', f.tokens.ci);
     expect((await ci.query(`select relname from pg_class where relname = 'pg_class'`)).rows).toEqual([{ relname: 'pg_class' }]);
     expect((await ci.query(`select max(id) as m from ${f.schema}.users`)).rows).toEqual([{ m: 40 }]);
+  });
+});
+
+describe('second probe round', () => {
+  it.each(['deny', 'mask'] as const)('refuses RETURNING that computes over a masked column (indirect: %s)', async (mode) => {
+    const f = fixtures[mode]!;
+    const ci = await f.connect('write', f.tokens.ci);
+    for (const sql of [
+      `update ${f.schema}.users set name = name where id = 3 returning lower(password)`,
+      `delete from ${f.schema}.users where id = 3100 returning md5(email) as m`,
+      `update ${f.schema}.users set name = name where id = 3 returning password > 'pw-2' as cmp`,
+    ]) {
+      const err = await ci.query(sql).catch((e) => e);
+      expect(err.code, sql).toBe('42501');
+    }
+    const direct = await ci.query(`update ${f.schema}.users set name = name where id = 3 returning id, password`);
+    expect(direct.rows).toEqual([{ id: 3, password: '[masked]' }]);
+  });
+
+  it('runs the detectors over jsonb and arrays in binary format too', async () => {
+    const f = fixtures.deny!;
+    for (const binary of [false, true]) {
+      const ci = await f.connect('read', f.tokens.ci, { binary } as never);
+      const got = await ci.query(`select id, profile, tags from ${f.schema}.docs`);
+      expect(JSON.stringify(got.rows), `binary: ${binary}`).not.toContain('secret-corp');
+      expect(got.rows[0].id).toBe(1);
+    }
+    const copy = await psql(f.t, f.t.url('read'), f.tokens.ci, ['-c', `copy ${f.schema}.docs to stdout with (format binary)`]);
+    expect(copy.code).toBe(0);
+    expect(copy.stdout).not.toContain('secret-corp');
+  });
+
+  it('does not refuse a function in FROM named by a bare alias', async () => {
+    const f = fixtures.deny!;
+    const ci = await f.connect('read', f.tokens.ci);
+    expect((await ci.query('select g from generate_series(1, 2) g')).rows).toEqual([{ g: 1 }, { g: 2 }]);
+  });
+
+  it('keeps what it knows of a named statement when a Parse that tried to redefine it fails', async () => {
+    const f = fixtures.deny!;
+    const s = await openSession(f.t.host, f.t.port, { user: 'read', database: 'orders' }, f.tokens.ci);
+    const round = async (...msgs: Buffer[]) => {
+      s.client.write(Buffer.concat(msgs));
+      return s.client.until('Z');
+    };
+    try {
+      await round(serialize.parse({ name: 'b', text: `select id, name from ${f.schema}.users where id = 4`, types: [] }), serialize.describe({ type: 'S', name: 'b' }), serialize.sync());
+      const again = await round(serialize.parse({ name: 'b', text: 'select 1', types: [] }), serialize.sync());
+      expect(again.some((m) => m.type === 'E')).toBe(true);
+      const run = await round(serialize.bind({ statement: 'b', portal: '' }), serialize.execute({ portal: '' }), serialize.sync());
+      const row = run.find((m) => m.type === 'D')!;
+      expect(row.payload.toString('latin1')).toContain('User 4');
+    } finally {
+      s.client.destroy();
+    }
   });
 });
 

@@ -209,8 +209,8 @@ export class ResultLayouts {
     const stops = (e: Expectation | undefined): boolean => e === undefined || e.t === 'sync' || e.t === 'query';
     while (!stops(this.queue[0])) {
       const skipped = this.queue.shift()!;
-      // A Parse or Bind that never completed may still have replaced the unnamed statement or portal.
-      if (skipped.t === 'parse') this.statements.delete(skipped.name);
+      // A failed Parse drops the unnamed statement (PostgreSQL releases it first) but never an existing named one.
+      if (skipped.t === 'parse' && skipped.name === '') this.statements.delete('');
       if (skipped.t === 'bind') this.portals.delete(skipped.portal);
     }
   }

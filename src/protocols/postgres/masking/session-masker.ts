@@ -44,6 +44,9 @@ export const VALUE_MESSAGE_TYPES: ReadonlySet<number> = new Set([BE.DataRow, BE.
 /** Statement kinds whose result shape a Describe of the statement fixes. */
 const STABLE_SHAPE: ReadonlySet<string> = new Set(['select', 'insert', 'update', 'delete', 'merge']);
 
+/** Statement facts whose names a snapshot knows, so a statement run again is not checked again. */
+const knownBySnapshot = new WeakMap<CatalogSnapshot, WeakSet<StatementFacts>>();
+
 const resolved = new WeakMap<CatalogSnapshot, Map<string, MaskedColumns>>();
 
 /**
@@ -104,13 +107,21 @@ export class SessionMasker {
   unknownRelations(statements: readonly StatementFacts[]): boolean {
     if (this.catalogs.age(this.resource) < 1000) return false;
     const cat = this.current().catalog;
+    let known = knownBySnapshot.get(cat);
+    if (!known) knownBySnapshot.set(cat, (known = new WeakSet()));
+    if (statements.every((s) => known.has(s))) return false;
     const unseenFunction = (fn: string): boolean => {
       const own = (fn.replace(/"/g, '').split('.').pop() ?? fn).toLowerCase();
       return !cat.builtinFunctions.has(own) && !cat.userFunctions.has(own);
     };
-    return statements.some((s) =>
-      [s, ...(s.body ? [s.body] : [])].some((f) => (f.tablesRead ?? []).some((t) => resolveLoosely(cat, t).length === 0) || (f.functions ?? []).some(unseenFunction)),
-    );
+    const unknown = (s: StatementFacts): boolean =>
+      [s, ...(s.body ? [s.body] : [])].some((f) => (f.tablesRead ?? []).some((t) => resolveLoosely(cat, t).length === 0) || (f.functions ?? []).some(unseenFunction));
+    let any = false;
+    for (const s of statements) {
+      if (unknown(s)) any = true;
+      else known.add(s);
+    }
+    return any;
   }
 
   judge(statements: readonly StatementFacts[]): { verdict: MaskVerdict; outputs: MaskingOutput[] } {
