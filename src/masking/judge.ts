@@ -113,7 +113,8 @@ function examine(f: StatementFacts, masked: MaskedColumns): Finding | undefined 
   // Another output encoding changes the bytes the COPY row parser reads (a multi-byte character can end in a backslash byte).
   if (f.kind === 'copy.out' && /\bencoding\b/i.test(f.text ?? '')) return { kind: 'always', what: 'its rows in another encoding (COPY ... ENCODING), which masking cannot parse safely' };
   let indirect: Finding | undefined;
-  for (const u of f.columns ?? []) {
+  // COPY FROM names the columns it fills, and its WHERE sees only the caller's own rows: no column use of it reads stored data.
+  for (const u of f.kind === 'copy.in' ? [] : (f.columns ?? [])) {
     // A column an INSERT or UPDATE assigns is written, not read.
     if (u.clause === 'set' && !u.nested) continue;
     const hit = maskedHit(u, f, masked);

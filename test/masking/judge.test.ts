@@ -339,6 +339,12 @@ describe('judgeMasking: functions and statements masking cannot see into', () =>
     expect(judgeMasking(facts('COPY users TO STDOUT'), denyMode)).toEqual({ action: 'allow', maskAll: false });
   });
 
+  it('allows COPY FROM into masked columns: it writes what the caller sends', () => {
+    for (const sql of ['COPY users (id, name, email, password) FROM STDIN', 'COPY users FROM STDIN', "COPY users FROM STDIN WHERE email LIKE 'a%'"]) {
+      expect(judgeMasking(facts(sql), denyMode), sql).toEqual({ action: 'allow', maskAll: false });
+    }
+  });
+
   it('treats a function the catalog has never seen as user-defined', () => {
     const v = judgeMasking(facts('SELECT app.created_later(1)'), denyMode);
     expect(v.action === 'deny' && v.reason).toContain('user-defined function app.created_later');

@@ -174,6 +174,17 @@ describe('second probe round', () => {
     expect(copy.stdout).not.toContain('secret-corp');
   });
 
+  it('allows COPY FROM into masked columns with a write grant, and reads them back masked', async () => {
+    const f = fixtures.deny!;
+    const url = f.t.url('write');
+    const load = await psql(f.t, url, f.tokens.ci, ['-c', `copy ${f.schema}.users (id, name, email, password) from stdin`], '900\tCopied\tcopied@example.com\tpw-copied\n\\.\n');
+    expect(load.code, load.stderr).toBe(0);
+    const ci = await f.connect('read', f.tokens.ci);
+    const got = await ci.query(`select name, password from ${f.schema}.users where id = 900`);
+    expect(got.rows).toEqual([{ name: 'Copied', password: '[masked]' }]);
+    await f.su.query(`delete from ${f.schema}.users where id = 900`);
+  });
+
   it('does not refuse a function in FROM named by a bare alias', async () => {
     const f = fixtures.deny!;
     const ci = await f.connect('read', f.tokens.ci);
