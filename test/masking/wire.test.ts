@@ -265,6 +265,33 @@ describe('legitimate queries keep their raw values', () => {
   });
 });
 
+describe('statement text in the audit log', () => {
+  it('never records a password literal, for any session', async () => {
+    const dba = await f.connect('read', f.tokens.dba);
+    const err = await dba.query(`alter role nobody_here with password 'sluice-audit-secret-1' /* m-pw */`).catch((e) => e);
+    expect(err.code).toBe('42501');
+    const recorded = await vi.waitFor(() => {
+      const found = f.t.gw.store.query({ text: 'm-pw', limit: 10 });
+      expect(found.length).toBeGreaterThanOrEqual(2);
+      return found;
+    });
+    expect(JSON.stringify(recorded)).not.toContain('sluice-audit-secret-1');
+    expect(JSON.stringify(recorded)).toContain("password '[redacted]'");
+  });
+
+  it('runs the detectors over a masked session\'s statement text and parameters', async () => {
+    const ci = await f.connect('read', f.tokens.ci);
+    await ci.query(`select $1::text as p, 'reach me at audit.probe@example.org' as t /* m-detect */`, ['card 4111 1111 1111 1111']);
+    const started = await vi.waitFor(() => {
+      const found = f.t.gw.store.query({ types: ['statement.started'], text: 'm-detect', limit: 5 });
+      expect(found).toHaveLength(1);
+      return found[0]!;
+    });
+    expect(JSON.stringify(started)).not.toMatch(/audit\.probe@example\.org|4111 1111 1111 1111/);
+    expect(started.data.text).toContain('[masked:email]');
+  });
+});
+
 describe('audit', () => {
   it('records a masking denial as statement.denied with rule sluice-masking', async () => {
     const ci = await f.connect('read', f.tokens.ci);

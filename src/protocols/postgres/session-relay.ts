@@ -18,6 +18,7 @@ import { parseBind, parseDescribeOrClose, parseExecute, parseParse, parseQuery }
 import { query as queryMessage, terminate as terminateMessage } from './codec/frontend-serializer.js';
 import { BE, FE } from './codec/message-types.js';
 import type { PostgresAdapterContext } from './context.js';
+import { redactPasswordLiterals } from '../../masking/statement-text.js';
 import { StreamSplicer, type Splice } from './splicer.js';
 import { StatementTracker, type StatementEnd, type StatementStart } from './statement-tracker.js';
 import { MASKED_MESSAGE_TYPES, VALUE_MESSAGE_TYPES, type MaskingOutput, type SessionMasker } from './masking/session-masker.js';
@@ -671,16 +672,22 @@ export class PostgresSession implements Session {
     return this.event('statement.started', {
       statement: s.id,
       protocol: s.protocol,
-      text: s.text,
+      text: this.recordedText(s.text),
       ...(s.statementName ? { statementName: s.statementName } : {}),
       ...(s.portal ? { portal: s.portal } : {}),
-      ...(s.params ? { params: s.params } : {}),
+      ...(s.params ? { params: s.params.map((p) => (p === null ? null : this.masker ? this.masker.detectInText(p) : p)) } : {}),
       ...(s.rule !== undefined ? { rule: s.rule } : {}),
     });
   }
 
-  private deniedEvent(verdict: Verdict & { action: 'deny' }, data: Record<string, unknown>): AuditEventInput {
-    return this.event('statement.denied', { ...data, rule: verdict.rule, reason: verdict.reason });
+  private deniedEvent(verdict: Verdict & { action: 'deny' }, data: Record<string, unknown> & { text: string }): AuditEventInput {
+    return this.event('statement.denied', { ...data, text: this.recordedText(data.text), rule: verdict.rule, reason: verdict.reason });
+  }
+
+  /** Statement text as the audit log keeps it: password literals redacted, and for a masked session, what the detectors find. */
+  private recordedText(text: string): string {
+    const redacted = redactPasswordLiterals(text);
+    return this.masker ? this.masker.detectInText(redacted) : redacted;
   }
 
   private event(type: AuditEventInput['type'], data: Record<string, unknown>): AuditEventInput {

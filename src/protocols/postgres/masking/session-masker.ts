@@ -1,7 +1,9 @@
 import type { CatalogSnapshot } from '../../../masking/catalog.js';
 import { judgeMasking, resolveLoosely, type MaskVerdict } from '../../../masking/judge.js';
 import { resolveMasking, type MaskedColumns } from '../../../masking/resolve.js';
+import { maskDetected } from '../../../masking/detectors.js';
 import { maskingPlanKey, type MaskingPlan } from '../../../masking/rules.js';
+import { REDACTED } from '../../../masking/strategies.js';
 import { maskNotificationPayload, maskServerFields, type ErrorField, type MessageMasking } from '../../../masking/server-messages.js';
 import type { StatementFacts } from '../../../sql/index.js';
 import type { BackendTarget } from '../backend/connect.js';
@@ -91,6 +93,13 @@ export class SessionMasker {
 
   async loadCatalog(): Promise<void> {
     this.use(await this.catalogs.load(this.resource, this.target));
+  }
+
+  /** Text the detectors found nothing in, or with what they found replaced (statement text and parameters for the audit log). */
+  detectInText(text: string): string {
+    const d = this.plan.detectors;
+    if (!d) return text;
+    return maskDetected(text, d.names, d.spec, this.key) ?? REDACTED;
   }
 
   /** DDL changed the catalog: every session of the resource reloads it before judging again. */
