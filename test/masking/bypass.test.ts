@@ -4,6 +4,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { maskText, REDACTED } from '../../src/masking/strategies.js';
 import { psql } from '../support/clients.js';
 import { startMaskingFixture, ROWS, type MaskingFixture, type UserRow } from './fixture.js';
+import { errorText, leakScanner, resultText, type LabelledSecret, type LeakScan } from './leak-scan.js';
 
 /**
  * Hostile statements against the masked `users` table, its views and the
@@ -189,9 +190,9 @@ const CASES: readonly Case[] = [
 let key: Buffer;
 const hash = (v: string) => maskText(v, { strategy: 'hash' }, key);
 
-/** Every form of every secret of the fixture rows that would reveal it: raw, case-folded, hex, base64, md5, sha256, reversed, e-mail local part. */
-function secretForms(rows: Iterable<UserRow>): { label: string; value: string; fold: boolean }[] {
-  const forms: { label: string; value: string; fold: boolean }[] = [];
+/** The fixture rows' secrets, each named by column and row so a failure says which form of which value leaked. */
+function rowSecrets(rows: Iterable<UserRow>): LabelledSecret[] {
+  const out: LabelledSecret[] = [];
   for (const r of rows) {
     const secrets: [string, string][] = [
       ['email', r.email],
@@ -201,58 +202,12 @@ function secretForms(rows: Iterable<UserRow>): { label: string; value: string; f
     ];
     const noteEmail = /ops\d+@corp\.example\.org/.exec(r.note)?.[0];
     if (noteEmail) secrets.push(['note e-mail', noteEmail]);
-    for (const [what, v] of secrets) {
-      const tag = `${what} of row ${r.id}`;
-      forms.push({ label: `${tag} (raw or case-folded)`, value: v.toLowerCase(), fold: true });
-      forms.push({ label: `${tag} (hex)`, value: Buffer.from(v, 'utf8').toString('hex'), fold: true });
-      forms.push({ label: `${tag} (base64)`, value: Buffer.from(v, 'utf8').toString('base64'), fold: false });
-      forms.push({ label: `${tag} (md5)`, value: createHash('md5').update(v).digest('hex'), fold: true });
-      forms.push({ label: `${tag} (sha256)`, value: createHash('sha256').update(v).digest('hex'), fold: true });
-      forms.push({ label: `${tag} (reversed)`, value: [...v].reverse().join('').toLowerCase(), fold: true });
-      if (v.includes('@')) forms.push({ label: `${tag} (local part)`, value: `${v.slice(0, v.indexOf('@') + 1)}`.toLowerCase(), fold: true });
-    }
-  }
-  return forms;
-}
-
-let forms: ReturnType<typeof secretForms> = [];
-
-/** Names the first revealing form of a secret found in `output`, or undefined. */
-function leaks(output: string): string | undefined {
-  const lower = output.toLowerCase();
-  for (const f of forms) {
-    if (f.fold ? lower.includes(f.value) : output.includes(f.value)) return f.label;
-  }
-  return undefined;
-}
-
-/** Every string a result carries: values (bytea as text and hex, json as its keys and values) and column names. */
-function flatten(value: unknown, out: string[] = []): string[] {
-  if (value === null || value === undefined) return out;
-  if (Buffer.isBuffer(value)) {
-    out.push(value.toString('utf8'), value.toString('hex'), value.toString('latin1'));
-  } else if (Array.isArray(value)) {
-    for (const v of value) flatten(v, out);
-  } else if (typeof value === 'object') {
-    for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-      out.push(k);
-      flatten(v, out);
-    }
-  } else {
-    out.push(String(value));
+    for (const [what, value] of secrets) out.push({ label: `${what} of row ${r.id}`, value });
   }
   return out;
 }
 
-function resultText(r: pg.QueryResult | pg.QueryResult[]): string {
-  const all = Array.isArray(r) ? r : [r];
-  return all.map((x) => flatten([x.rows, x.fields?.map((fd) => fd.name) ?? []]).join('\n')).join('\n');
-}
-
-/** What an error carries to the client, every field of it. */
-function errorText(e: Record<string, unknown>): string {
-  return flatten([e.message, e.detail, e.hint, e.where, e.internalQuery, e.schema, e.table, e.column, e.constraint]).join('\n');
-}
+let leaks: LeakScan;
 
 const sqlFor = (c: Case, schema: string) => c.sql.replace(/\bS\./g, `${schema}.`).replace(/"S"/g, `"${schema}"`).replace(/\bto S\b/g, `to ${schema}`).replace(/'S'/g, `'${schema}'`);
 
@@ -281,7 +236,7 @@ beforeAll(async () => {
   key = deny.t.gw.keyring.secret('masking');
   // Statistics as autovacuum would gather them: pg_stats shows sample values to anyone who may select the table.
   await Promise.all([deny.su.query(`analyze ${deny.schema}.users`), mask.su.query(`analyze ${mask.schema}.users`)]);
-  forms = secretForms(deny.rows.values());
+  leaks = leakScanner(rowSecrets(deny.rows.values()));
 });
 afterEach(async () => {
   await Promise.all([fixtures.deny?.closeClients(), fixtures.mask?.closeClients()]);

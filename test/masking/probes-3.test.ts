@@ -4,8 +4,10 @@ import type pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { maskText, REDACTED } from '../../src/masking/strategies.js';
 import { psql } from '../support/clients.js';
-import { openSession, type BackendMessage } from '../support/raw-client.js';
+import type { Session } from '../support/raw-client.js';
 import { startMaskingFixture, type MaskingFixture } from './fixture.js';
+import { errorText, leakScanner, resultText, type LeakScan } from './leak-scan.js';
+import { openAs, roundTrip, textRows, wireText } from './wire-helpers.js';
 
 /**
  * Third adversarial round against the real gateway as the masked CI machine
@@ -24,43 +26,7 @@ const S = () => f.schema;
 const sub = (sql: string) => sql.replace(/\bS\./g, `${S()}.`).replace(/'S'/g, `'${S()}'`);
 
 const WRITTEN = { email: 'probe3.written@example.net', password: 'probe3-written-secret-pw' };
-let secrets: string[] = [];
-
-function forms(v: string): { value: string; fold: boolean }[] {
-  const out = [
-    { value: v.toLowerCase(), fold: true },
-    { value: Buffer.from(v, 'utf8').toString('hex'), fold: true },
-    { value: Buffer.from(v, 'utf8').toString('base64'), fold: false },
-    { value: createHash('md5').update(v).digest('hex'), fold: true },
-    { value: [...v].reverse().join('').toLowerCase(), fold: true },
-  ];
-  if (v.includes('@')) out.push({ value: v.slice(0, v.indexOf('@') + 1).toLowerCase(), fold: true });
-  return out;
-}
-
-/** The first secret found in `output` in any revealing form, or undefined. */
-function leaks(output: string): string | undefined {
-  const lower = output.toLowerCase();
-  for (const s of secrets) for (const fm of forms(s)) if (fm.fold ? lower.includes(fm.value) : output.includes(fm.value)) return s;
-  return undefined;
-}
-
-function flatten(value: unknown, out: string[] = []): string[] {
-  if (value === null || value === undefined) return out;
-  if (Buffer.isBuffer(value)) out.push(value.toString('utf8'), value.toString('hex'));
-  else if (Array.isArray(value)) for (const v of value) flatten(v, out);
-  else if (typeof value === 'object')
-    for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-      out.push(k);
-      flatten(v, out);
-    }
-  else out.push(String(value));
-  return out;
-}
-
-const resultText = (r: pg.QueryResult | pg.QueryResult[]) => (Array.isArray(r) ? r : [r]).map((x) => flatten([x.rows, x.fields?.map((fd) => fd.name)]).join('\n')).join('\n');
-const errorText = (e: Record<string, unknown>) =>
-  flatten([e.message, e.detail, e.hint, e.where, e.internalQuery, e.schema, e.table, e.column, e.constraint]).join('\n');
+let leaks: LeakScan;
 
 type Outcome = { ok: true; r: pg.QueryResult | pg.QueryResult[] } | { ok: false; e: Record<string, unknown> };
 
@@ -90,43 +56,19 @@ async function expectRuns(c: pg.Client, sql: string): Promise<pg.QueryResult> {
   return (Array.isArray(got.r) ? got.r[got.r.length - 1] : got.r)!;
 }
 
-type Sess = Awaited<ReturnType<typeof openSession>>;
-const open = (grant = 'read'): Promise<Sess> => openSession(f.t.host, f.t.port, { user: grant, database: 'orders' }, f.tokens.ci);
-async function rt(s: Sess, ...msgs: Buffer[]): Promise<BackendMessage[]> {
-  s.client.write(Buffer.concat(msgs));
-  return s.client.until('Z', 20_000);
-}
-const wireText = (msgs: readonly BackendMessage[]) => {
-  const all = Buffer.concat(msgs.map((m) => m.payload));
-  return `${all.toString('utf8')}\n${all.toString('latin1')}`;
-};
-function textRows(msgs: readonly BackendMessage[]): (string | null)[][] {
-  return msgs
-    .filter((m) => m.type === 'D')
-    .map((m) => {
-      const n = m.payload.readUInt16BE(0);
-      const out: (string | null)[] = [];
-      let pos = 2;
-      for (let i = 0; i < n; i++) {
-        const len = m.payload.readInt32BE(pos);
-        pos += 4;
-        out.push(len < 0 ? null : m.payload.subarray(pos, pos + len).toString('utf8'));
-        if (len > 0) pos += len;
-      }
-      return out;
-    });
-}
+const open = (grant = 'read'): Promise<Session> => openAs(f, grant);
 
 beforeAll(async () => {
   f = await startMaskingFixture();
   key = f.t.gw.keyring.secret('masking');
   await f.su.query(`analyze ${S()}.users`);
-  secrets = [...f.rows.values()].flatMap((r) => [r.email, r.password, r.api_key]);
+  const secrets = [...f.rows.values()].flatMap((r) => [r.email, r.password, r.api_key]);
   for (const r of f.rows.values()) {
     const m = /ops\d+@corp\.example\.org/.exec(r.note)?.[0];
     if (m) secrets.push(m);
   }
   secrets.push('4111 1111 1111 1111', '5500-0000-0000-0004', WRITTEN.email, WRITTEN.password);
+  leaks = leakScanner(secrets);
 });
 afterEach(async () => {
   await f.closeClients();
@@ -344,7 +286,7 @@ describe('protocol sequences', () => {
   it('one simple Query with two statements whose masked columns sit at different positions', async () => {
     const s = await open();
     try {
-      const got = await rt(
+      const got = await roundTrip(
         s,
         serialize.query(
           sub(`select id, name from S.users where id = 1; select password, id, email from S.users where id = 1; select id, email, name, password from S.users where id = 2`),
@@ -364,7 +306,7 @@ describe('protocol sequences', () => {
   it('a simple Query whose first statement is allowed and second refused runs neither', async () => {
     const s = await open();
     try {
-      const got = await rt(s, serialize.query(sub(`select id, email from S.users where id = 1; select greatest(password, 'a') from S.users`)));
+      const got = await roundTrip(s, serialize.query(sub(`select id, email from S.users where id = 1; select greatest(password, 'a') from S.users`)));
       expect(leaks(wireText(got))).toBeUndefined();
       expect(got.some((m) => m.type === 'E')).toBe(true);
       expect(wireText(got.filter((m) => m.type === 'E'))).toContain('42501');
@@ -376,7 +318,7 @@ describe('protocol sequences', () => {
   it('an extended-protocol Parse with several statements is refused and reveals nothing', async () => {
     const s = await open();
     try {
-      const got = await rt(
+      const got = await roundTrip(
         s,
         serialize.parse({ name: 'multi', text: sub(`select email from S.users; select lower(email) from S.users`), types: [] }),
         serialize.bind({ statement: 'multi', portal: '' }),
@@ -386,7 +328,7 @@ describe('protocol sequences', () => {
       expect(leaks(wireText(got))).toBeUndefined();
       expect(got.some((m) => m.type === 'E')).toBe(true);
       expect(textRows(got)).toEqual([]);
-      const after = await rt(s, serialize.query('select 1 as ok'));
+      const after = await roundTrip(s, serialize.query('select 1 as ok'));
       expect(textRows(after)).toEqual([['1']]);
     } finally {
       s.client.destroy();
@@ -396,8 +338,8 @@ describe('protocol sequences', () => {
   it('a portal name reused in a later transaction for a masked select, executed without a Describe', async () => {
     const s = await open();
     try {
-      await rt(s, serialize.query('begin'));
-      const first = await rt(
+      await roundTrip(s, serialize.query('begin'));
+      const first = await roundTrip(
         s,
         serialize.parse({ name: 'r1', text: sub(`select id, name from S.users order by id`), types: [] }),
         serialize.bind({ statement: 'r1', portal: 'pp' }),
@@ -406,16 +348,16 @@ describe('protocol sequences', () => {
         serialize.sync(),
       );
       expect(textRows(first)).toEqual([['1', 'User 1']]);
-      await rt(s, serialize.query('commit'));
-      await rt(s, serialize.query('begin'));
-      const second = await rt(
+      await roundTrip(s, serialize.query('commit'));
+      await roundTrip(s, serialize.query('begin'));
+      const second = await roundTrip(
         s,
         serialize.parse({ name: 'r2', text: sub(`select password, email from S.users order by id`), types: [] }),
         serialize.bind({ statement: 'r2', portal: 'pp' }),
         serialize.execute({ portal: 'pp', rows: 3 }),
         serialize.sync(),
       );
-      await rt(s, serialize.query('commit'));
+      await roundTrip(s, serialize.query('commit'));
       expect(leaks(wireText(second))).toBeUndefined();
       const rows = textRows(second);
       expect(rows.length).toBe(3);

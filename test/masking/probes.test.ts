@@ -1,11 +1,12 @@
-import { createHash } from 'node:crypto';
 import { serialize } from 'pg-protocol';
 import type pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { maskText, REDACTED } from '../../src/masking/strategies.js';
 import { psql } from '../support/clients.js';
-import { CLOSED, openSession, type BackendMessage } from '../support/raw-client.js';
+import { CLOSED, type BackendMessage, type Session } from '../support/raw-client.js';
 import { startMaskingFixture, type MaskingFixture } from './fixture.js';
+import { errorText, leakScanner, resultText, type LeakScan } from './leak-scan.js';
+import { dataRows, expectUsable, openAs, roundTrip, textRows, wireText } from './wire-helpers.js';
 
 /**
  * Second adversarial round against the real gateway, as the masked CI
@@ -29,84 +30,9 @@ const DOC = {
   part: 'partition_secret_key_77',
 };
 
-let secrets: string[] = [];
+let leaks: LeakScan;
 
-function forms(v: string): { value: string; fold: boolean }[] {
-  return [
-    { value: v.toLowerCase(), fold: true },
-    { value: Buffer.from(v, 'utf8').toString('hex'), fold: true },
-    { value: Buffer.from(v, 'utf8').toString('base64'), fold: false },
-    { value: createHash('md5').update(v).digest('hex'), fold: true },
-    { value: [...v].reverse().join('').toLowerCase(), fold: true },
-  ];
-}
-
-/** The first secret found in `output` in any revealing form, or undefined. */
-function leaks(output: string): string | undefined {
-  const lower = output.toLowerCase();
-  for (const s of secrets) {
-    for (const fm of forms(s)) if (fm.fold ? lower.includes(fm.value) : output.includes(fm.value)) return s;
-  }
-  return undefined;
-}
-
-/** Everything a client could read from raw messages, as utf8 and latin1; binary int4/int8 of the PIN too. */
-function wireText(msgs: readonly BackendMessage[]): string {
-  const all = Buffer.concat(msgs.map((m) => m.payload));
-  const pin4 = Buffer.alloc(4);
-  pin4.writeInt32BE(DOC.pin);
-  const pinNote = all.includes(pin4) ? `\n${DOC.pin}` : '';
-  return `${all.toString('utf8')}\n${all.toString('latin1')}${pinNote}`;
-}
-
-function flatten(value: unknown, out: string[] = []): string[] {
-  if (value === null || value === undefined) return out;
-  if (Buffer.isBuffer(value)) out.push(value.toString('utf8'), value.toString('hex'));
-  else if (Array.isArray(value)) for (const v of value) flatten(v, out);
-  else if (typeof value === 'object')
-    for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-      out.push(k);
-      flatten(v, out);
-    }
-  else out.push(String(value));
-  return out;
-}
-
-const resultText = (r: pg.QueryResult) => flatten(r.rows).join('\n');
-const errorText = (e: Record<string, unknown>) => flatten([e.message, e.detail, e.hint, e.where, e.internalQuery]).join('\n');
-
-type Sess = Awaited<ReturnType<typeof openSession>>;
-
-async function open(grant = 'read'): Promise<Sess> {
-  return openSession(f.t.host, f.t.port, { user: grant, database: 'orders' }, f.tokens.ci);
-}
-
-async function rt(s: Sess, ...msgs: Buffer[]): Promise<BackendMessage[]> {
-  s.client.write(Buffer.concat(msgs));
-  return s.client.until('Z', 20_000);
-}
-
-function dataRows(msgs: readonly BackendMessage[]): (Buffer | null)[][] {
-  return msgs
-    .filter((m) => m.type === 'D')
-    .map((m) => {
-      const n = m.payload.readUInt16BE(0);
-      const out: (Buffer | null)[] = [];
-      let pos = 2;
-      for (let i = 0; i < n; i++) {
-        const len = m.payload.readInt32BE(pos);
-        pos += 4;
-        if (len < 0) out.push(null);
-        else {
-          out.push(m.payload.subarray(pos, pos + len));
-          pos += len;
-        }
-      }
-      return out;
-    });
-}
-
-const textRows = (msgs: readonly BackendMessage[]) => dataRows(msgs).map((r) => r.map((v) => (v === null ? null : v.toString('utf8'))));
+const open = (grant = 'read'): Promise<Session> => openAs(f, grant);
 
 /** A Bind with per-column result formats (pg-protocol only sets one format for all). */
 function bindWith(portal: string, statement: string, values: (string | null)[], resultFormats: number[]): Buffer {
@@ -134,12 +60,6 @@ function bindWith(portal: string, statement: string, values: (string | null)[], 
   head.write('B', 0, 'latin1');
   head.writeInt32BE(body.length + 4, 1);
   return Buffer.concat([head, body]);
-}
-
-/** The session answers a plain query afterwards, or was ended with a clean FATAL/close. */
-async function expectUsable(s: Sess): Promise<void> {
-  const after = await rt(s, serialize.query('select 1 as ok'));
-  expect(textRows(after)).toEqual([['1']]);
 }
 
 const S = () => f.schema;
@@ -171,8 +91,9 @@ beforeAll(async () => {
       end $$;
     create trigger shout before update on ${S()}.users for each row execute function ${S()}.shout();
   `);
-  secrets = [...f.rows.values()].flatMap((r) => [r.email, r.password, r.api_key]);
+  const secrets = [...f.rows.values()].flatMap((r) => [r.email, r.password, r.api_key]);
   secrets.push('4111 1111 1111 1111', '5500-0000-0000-0004', DOC.email, DOC.ghp, DOC.jwt, String(DOC.pin), DOC.part, 'probe-written-pw-1', 'probe-written@example.com');
+  leaks = leakScanner(secrets);
 });
 afterEach(async () => {
   await f.closeClients();
@@ -197,7 +118,7 @@ describe('extended protocol sequences', () => {
   it('Describe of one unnamed statement, then a different unnamed statement bound and executed in the same pipeline', async () => {
     const s = await open();
     try {
-      const got = await rt(
+      const got = await roundTrip(
         s,
         serialize.parse({ name: '', text: `select id, name from ${S()}.users where id = 1`, types: [] }),
         serialize.describe({ type: 'S', name: '' }),
@@ -217,8 +138,8 @@ describe('extended protocol sequences', () => {
   it('Close then re-Parse of the same name with a masked select, executed without a new Describe', async () => {
     const s = await open();
     try {
-      await rt(s, serialize.parse({ name: 'a', text: `select id, name from ${S()}.users where id = 2`, types: [] }), serialize.describe({ type: 'S', name: 'a' }), serialize.sync());
-      const got = await rt(
+      await roundTrip(s, serialize.parse({ name: 'a', text: `select id, name from ${S()}.users where id = 2`, types: [] }), serialize.describe({ type: 'S', name: 'a' }), serialize.sync());
+      const got = await roundTrip(
         s,
         serialize.close({ type: 'S', name: 'a' }),
         serialize.parse({ name: 'a', text: `select password, email from ${S()}.users where id = 2`, types: [] }),
@@ -237,10 +158,10 @@ describe('extended protocol sequences', () => {
   it('a failed re-Parse of an existing name does not change what the name is masked as', async () => {
     const s = await open();
     try {
-      await rt(s, serialize.parse({ name: 'b', text: `select password, email from ${S()}.users where id = 4`, types: [] }), serialize.describe({ type: 'S', name: 'b' }), serialize.sync());
-      const dup = await rt(s, serialize.parse({ name: 'b', text: `select id, name from ${S()}.users where id = 4`, types: [] }), serialize.sync());
+      await roundTrip(s, serialize.parse({ name: 'b', text: `select password, email from ${S()}.users where id = 4`, types: [] }), serialize.describe({ type: 'S', name: 'b' }), serialize.sync());
+      const dup = await roundTrip(s, serialize.parse({ name: 'b', text: `select id, name from ${S()}.users where id = 4`, types: [] }), serialize.sync());
       expect(dup.find((m) => m.type === 'E')).toBeDefined();
-      const got = await rt(s, serialize.bind({ statement: 'b', portal: '' }), serialize.execute({ portal: '' }), serialize.sync());
+      const got = await roundTrip(s, serialize.bind({ statement: 'b', portal: '' }), serialize.execute({ portal: '' }), serialize.sync());
       expect(textRows(got)).toHaveLength(1);
       expect(leaks(wireText([...dup, ...got]))).toBeUndefined();
       await expectUsable(s);
@@ -252,8 +173,8 @@ describe('extended protocol sequences', () => {
   it('Execute with maxRows, a Describe of the portal in between, then the rest', async () => {
     const s = await open();
     try {
-      await rt(s, serialize.query('begin'));
-      const got = await rt(
+      await roundTrip(s, serialize.query('begin'));
+      const got = await roundTrip(
         s,
         serialize.parse({ name: 'm', text: `select id, email, password, card from ${S()}.users order by id`, types: [] }),
         serialize.bind({ statement: 'm', portal: 'pm' }),
@@ -266,7 +187,7 @@ describe('extended protocol sequences', () => {
       );
       expect(leaks(wireText(got))).toBeUndefined();
       expect(dataRows(got)).toHaveLength(40);
-      await rt(s, serialize.query('commit'));
+      await roundTrip(s, serialize.query('commit'));
       await expectUsable(s);
     } finally {
       s.client.destroy();
@@ -289,7 +210,7 @@ describe('extended protocol sequences', () => {
         msgs.push(serialize.execute({ portal: `p${i}` }));
         if (i === 1) msgs.push(serialize.flush());
       });
-      const got = await rt(s, ...msgs, serialize.sync());
+      const got = await roundTrip(s, ...msgs, serialize.sync());
       expect(leaks(wireText(got))).toBeUndefined();
       expect(got.filter((m) => m.type === 'C')).toHaveLength(4);
       // The described unmasked statement keeps its raw values.
@@ -303,8 +224,8 @@ describe('extended protocol sequences', () => {
   it('a Parse error mid-pipeline, then Execute of a portal bound before it', async () => {
     const s = await open();
     try {
-      await rt(s, serialize.query('begin'));
-      const got = await rt(
+      await roundTrip(s, serialize.query('begin'));
+      const got = await roundTrip(
         s,
         serialize.parse({ name: 'e1', text: `select email, password from ${S()}.users where id = 6`, types: [] }),
         serialize.bind({ statement: 'e1', portal: 'pe' }),
@@ -313,9 +234,9 @@ describe('extended protocol sequences', () => {
         serialize.sync(),
       );
       expect(got.some((m) => m.type === 'E')).toBe(true);
-      const again = await rt(s, serialize.execute({ portal: 'pe' }), serialize.sync());
+      const again = await roundTrip(s, serialize.execute({ portal: 'pe' }), serialize.sync());
       expect(leaks(wireText([...got, ...again]))).toBeUndefined();
-      await rt(s, serialize.query('rollback'));
+      await roundTrip(s, serialize.query('rollback'));
       await expectUsable(s);
     } finally {
       s.client.destroy();
@@ -325,7 +246,7 @@ describe('extended protocol sequences', () => {
   it('mixed binary and text result formats per column over int, text, numeric, array columns, and jsonb in text', async () => {
     const s = await open();
     try {
-      const u = await rt(
+      const u = await roundTrip(
         s,
         serialize.parse({ name: 'bu', text: `select id, email, balance, password, card, api_key from ${S()}.users where id = 8`, types: [] }),
         serialize.describe({ type: 'S', name: 'bu' }),
@@ -338,7 +259,7 @@ describe('extended protocol sequences', () => {
       expect(row![0]!.readInt32BE(0)).toBe(8);
       expect(row![1]!.toString()).toBe(hash(f.rows.get(8)!.email));
       expect(row![3]!.toString()).toBe(REDACTED);
-      const d = await rt(
+      const d = await roundTrip(
         s,
         serialize.parse({ name: 'bd', text: `select id, profile, api_key, token, pin, amount from ${S()}.docs order by id`, types: [] }),
         serialize.describe({ type: 'S', name: 'bd' }),
@@ -425,8 +346,8 @@ describe('SQL cursors', () => {
   it('FETCH through the extended protocol with a Describe of the portal', async () => {
     const s = await open();
     try {
-      await rt(s, serialize.query(`begin; declare xc cursor for select id, email, password, note from ${S()}.users order by id`));
-      const got = await rt(
+      await roundTrip(s, serialize.query(`begin; declare xc cursor for select id, email, password, note from ${S()}.users order by id`));
+      const got = await roundTrip(
         s,
         serialize.parse({ name: '', text: 'fetch 7 from xc', types: [] }),
         serialize.bind({ statement: '', portal: 'fp' }),
@@ -441,7 +362,7 @@ describe('SQL cursors', () => {
       expect(leaks(wireText(got))).toBeUndefined();
       expect(dataRows(got)).toHaveLength(10);
       expect(textRows(got)[0]).toEqual(['1', hash(f.rows.get(1)!.email), REDACTED, f.rows.get(1)!.note]);
-      await rt(s, serialize.query('commit'));
+      await roundTrip(s, serialize.query('commit'));
       await expectUsable(s);
     } finally {
       s.client.destroy();
@@ -501,11 +422,11 @@ describe('notifications', () => {
   it('a NOTIFY sent by the superuser with a password and a JWT in its payload reaches a masked listener redacted', async () => {
     const s = await open();
     try {
-      await rt(s, serialize.query('listen probe_chan'));
+      await roundTrip(s, serialize.query('listen probe_chan'));
       await f.su.query(`select pg_notify('probe_chan', $1)`, [`${f.rows.get(13)!.password} ${DOC.jwt} ${DOC.email}`]);
       await f.su.query(`notify probe_chan, '${f.rows.get(14)!.api_key}'`);
-      const got = await rt(s, serialize.query('select 1'));
-      const more = got.filter((m) => m.type === 'A').length < 2 ? await rt(s, serialize.query('select 1')) : [];
+      const got = await roundTrip(s, serialize.query('select 1'));
+      const more = got.filter((m) => m.type === 'A').length < 2 ? await roundTrip(s, serialize.query('select 1')) : [];
       const all = [...got, ...more];
       expect(all.filter((m) => m.type === 'A')).toHaveLength(2);
       expect(leaks(wireText(all))).toBeUndefined();
@@ -568,7 +489,7 @@ describe('shapes of results', () => {
   it('a large result set split across many TCP chunks', async () => {
     const s = await open();
     try {
-      const got = await rt(s, serialize.query(`select u.*, n from ${S()}.users u, generate_series(1, 400) as g(n)`));
+      const got = await roundTrip(s, serialize.query(`select u.*, n from ${S()}.users u, generate_series(1, 400) as g(n)`));
       expect(dataRows(got)).toHaveLength(40 * 400);
       expect(leaks(wireText(got))).toBeUndefined();
       await expectUsable(s);

@@ -1,8 +1,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { serialize } from 'pg-protocol';
 import { psql } from '../support/clients.js';
-import { openSession } from '../support/raw-client.js';
 import { startMaskingFixture, type MaskingFixture } from './fixture.js';
+import { openAs, roundTrip } from './wire-helpers.js';
 
 /**
  * Ways raw values got out in earlier versions, found by probing the
@@ -98,21 +98,17 @@ describe.each(['deny', 'mask'] as const)('with indirect: %s', (mode) => {
 describe('layouts and catalogs that change under a session', () => {
   it('a FETCH described once is not trusted after its cursor was redeclared: rows of unknown layout are masked whole', async () => {
     const f = fixtures.deny!;
-    const s = await openSession(f.t.host, f.t.port, { user: 'read', database: 'orders' }, f.tokens.ci);
-    const round = async (...msgs: Buffer[]) => {
-      s.client.write(Buffer.concat(msgs));
-      return s.client.until('Z');
-    };
+    const s = await openAs(f);
     try {
-      await round(serialize.query(`begin; declare c cursor for select name from ${f.schema}.users order by id`));
-      const described = await round(serialize.parse({ name: 'f1', text: 'fetch all from c', types: [] }), serialize.describe({ type: 'S', name: 'f1' }), serialize.sync());
+      await roundTrip(s, serialize.query(`begin; declare c cursor for select name from ${f.schema}.users order by id`));
+      const described = await roundTrip(s, serialize.parse({ name: 'f1', text: 'fetch all from c', types: [] }), serialize.describe({ type: 'S', name: 'f1' }), serialize.sync());
       expect(described.map((m) => m.type)).toContain('T');
-      await round(serialize.query(`close c; declare c cursor for select id, password from ${f.schema}.users order by id`));
-      const rows = await round(serialize.bind({ statement: 'f1', portal: '' }), serialize.execute({ portal: '' }), serialize.sync());
+      await roundTrip(s, serialize.query(`close c; declare c cursor for select id, password from ${f.schema}.users order by id`));
+      const rows = await roundTrip(s, serialize.bind({ statement: 'f1', portal: '' }), serialize.execute({ portal: '' }), serialize.sync());
       const data = rows.filter((m) => m.type === 'D');
       expect(data).toHaveLength(40);
       expect(Buffer.concat(data.map((m) => m.payload)).toString('latin1')).not.toContain('correct-horse');
-      await round(serialize.query('rollback'));
+      await roundTrip(s, serialize.query('rollback'));
     } finally {
       s.client.destroy();
     }
@@ -193,16 +189,12 @@ describe('second probe round', () => {
 
   it('keeps what it knows of a named statement when a Parse that tried to redefine it fails', async () => {
     const f = fixtures.deny!;
-    const s = await openSession(f.t.host, f.t.port, { user: 'read', database: 'orders' }, f.tokens.ci);
-    const round = async (...msgs: Buffer[]) => {
-      s.client.write(Buffer.concat(msgs));
-      return s.client.until('Z');
-    };
+    const s = await openAs(f);
     try {
-      await round(serialize.parse({ name: 'b', text: `select id, name from ${f.schema}.users where id = 4`, types: [] }), serialize.describe({ type: 'S', name: 'b' }), serialize.sync());
-      const again = await round(serialize.parse({ name: 'b', text: 'select 1', types: [] }), serialize.sync());
+      await roundTrip(s, serialize.parse({ name: 'b', text: `select id, name from ${f.schema}.users where id = 4`, types: [] }), serialize.describe({ type: 'S', name: 'b' }), serialize.sync());
+      const again = await roundTrip(s, serialize.parse({ name: 'b', text: 'select 1', types: [] }), serialize.sync());
       expect(again.some((m) => m.type === 'E')).toBe(true);
-      const run = await round(serialize.bind({ statement: 'b', portal: '' }), serialize.execute({ portal: '' }), serialize.sync());
+      const run = await roundTrip(s, serialize.bind({ statement: 'b', portal: '' }), serialize.execute({ portal: '' }), serialize.sync());
       const row = run.find((m) => m.type === 'D')!;
       expect(row.payload.toString('latin1')).toContain('User 4');
     } finally {

@@ -2,8 +2,9 @@ import { serialize } from 'pg-protocol';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { maskText, REDACTED } from '../../src/masking/strategies.js';
 import { psql } from '../support/clients.js';
-import { openSession, type BackendMessage } from '../support/raw-client.js';
+import type { BackendMessage } from '../support/raw-client.js';
 import { startMaskingFixture, ROWS, type MaskingFixture, type UserRow } from './fixture.js';
+import { openAs, roundTrip, textRows } from './wire-helpers.js';
 
 let f: MaskingFixture;
 let key: Buffer;
@@ -97,41 +98,15 @@ describe('results by column origin', () => {
   });
 });
 
-/** Sends extended-protocol messages on a raw session and reads up to ReadyForQuery. */
-async function roundTrip(s: Awaited<ReturnType<typeof openSession>>, ...msgs: Buffer[]): Promise<BackendMessage[]> {
-  s.client.write(Buffer.concat(msgs));
-  return s.client.until('Z');
-}
-
-function dataRows(msgs: BackendMessage[]): (string | null)[][] {
-  return msgs
-    .filter((m) => m.type === 'D')
-    .map((m) => {
-      const n = m.payload.readUInt16BE(0);
-      const out: (string | null)[] = [];
-      let pos = 2;
-      for (let i = 0; i < n; i++) {
-        const len = m.payload.readInt32BE(pos);
-        pos += 4;
-        if (len < 0) out.push(null);
-        else {
-          out.push(m.payload.subarray(pos, pos + len).toString('utf8'));
-          pos += len;
-        }
-      }
-      return out;
-    });
-}
-
 describe('rows without a RowDescription of their own', () => {
   it('a prepared statement executed again without Describe, and a portal resumed after PortalSuspended, stay masked', async () => {
-    const s = await openSession(f.t.host, f.t.port, { user: 'read', database: 'orders' }, f.tokens.ci);
+    const s = await openAs(f);
     try {
       const sql = `select id, email, name from ${f.schema}.users where id <= $1 order by id`;
       const prepared = await roundTrip(s, serialize.parse({ name: 'p1', text: sql, types: [] }), serialize.describe({ type: 'S', name: 'p1' }), serialize.sync());
       expect(prepared.map((m) => m.type)).toEqual(['1', 't', 'T', 'Z']);
       const run = await roundTrip(s, serialize.bind({ statement: 'p1', portal: '', values: ['3'] }), serialize.execute({ portal: '' }), serialize.sync());
-      expect(dataRows(run)).toEqual([1, 2, 3].map((i) => [String(i), hash(f.rows.get(i)!.email), f.rows.get(i)!.name]));
+      expect(textRows(run)).toEqual([1, 2, 3].map((i) => [String(i), hash(f.rows.get(i)!.email), f.rows.get(i)!.name]));
 
       await roundTrip(s, serialize.query('begin'));
       const first = await roundTrip(
@@ -143,7 +118,7 @@ describe('rows without a RowDescription of their own', () => {
       expect(first.some((m) => m.type === 's')).toBe(true);
       const rest = await roundTrip(s, serialize.execute({ portal: 'cur', rows: 0 }), serialize.sync());
       await roundTrip(s, serialize.query('commit'));
-      const emails = [...dataRows(first), ...dataRows(rest)].map((r) => r[1]);
+      const emails = [...textRows(first), ...textRows(rest)].map((r) => r[1]);
       expect(emails).toEqual([1, 2, 3, 4, 5, 6].map((i) => hash(f.rows.get(i)!.email)));
     } finally {
       s.client.destroy();
@@ -151,7 +126,7 @@ describe('rows without a RowDescription of their own', () => {
   });
 
   it('a portal bound without any Describe has every value masked', async () => {
-    const s = await openSession(f.t.host, f.t.port, { user: 'read', database: 'orders' }, f.tokens.ci);
+    const s = await openAs(f);
     try {
       const got = await roundTrip(
         s,
@@ -160,7 +135,7 @@ describe('rows without a RowDescription of their own', () => {
         serialize.execute({ portal: '' }),
         serialize.sync(),
       );
-      expect(dataRows(got)).toEqual([[null, null]]);
+      expect(textRows(got)).toEqual([[null, null]]);
     } finally {
       s.client.destroy();
     }
@@ -190,8 +165,8 @@ describe('values echoed outside rows', () => {
   });
 
   it('a NOTIFY payload is redacted for a masked session and raw for the exempt', async () => {
-    const masked = await openSession(f.t.host, f.t.port, { user: 'read', database: 'orders' }, f.tokens.ci);
-    const exempt = await openSession(f.t.host, f.t.port, { user: 'read', database: 'orders' }, f.tokens.dba);
+    const masked = await openAs(f);
+    const exempt = await openAs(f, 'read', f.tokens.dba);
     try {
       for (const s of [masked, exempt]) await roundTrip(s, serialize.query('listen mask_channel'));
       const sent = await roundTrip(masked, serialize.query(`notify mask_channel, 'user9@example.com'`));
