@@ -237,7 +237,7 @@ export const DETECTOR_NAME_LIST = ['email', 'payment_card', 'iban', 'us_ssn', 'p
 
 const maskColumns = z.strictObject({
   match: z.array(columnPattern).min(1).meta({ description: 'Columns, by origin: a column selected under any alias, or through a view, is still the column.' }),
-  strategy: maskStrategy.default('redact').meta({ description: 'redact ([masked]), partial (**** and the last keep_last characters), hash (keyed HMAC: joins and groups still work), null.' }),
+  strategy: maskStrategy.default('redact').meta({ description: 'redact ([masked]), partial (**** and the last keep_last characters), hash (keyed HMAC: equal values give equal hashes, so tools can still join and group the results), null.' }),
   keep_last: keepLast,
 });
 
@@ -257,18 +257,18 @@ const masking = z
       .array(functionPattern)
       .min(1)
       .optional()
-      .meta({ description: 'User-defined functions trusted not to reveal masked columns; others make a statement on masked data denied (or fully masked).' }),
+      .meta({ description: 'User-defined and extension functions trusted not to reveal masked columns; a statement calling any other function outside pg_catalog is denied.' }),
     indirect: z
       .enum(['deny', 'mask'])
       .default('deny')
       .meta({
         description:
-          'A statement that reads a masked column other than by selecting it (in a function, cast, aggregate, whole-row reference, subquery, CTE, UNION): deny it, or mask every column of its result. Masked columns in WHERE, JOIN, ORDER BY or GROUP BY are always denied.',
+          'A statement that reads a masked column other than by selecting it (in a function, cast, aggregate, whole-row reference, subquery, CTE): deny it, or mask every column of its result. Masked columns in WHERE, JOIN, ORDER BY, GROUP BY, HAVING, DISTINCT, windows and set operations are always denied.',
       }),
     notifications: z
       .enum(['redact', 'detect'])
       .default('redact')
-      .meta({ description: 'NOTIFY payloads: redact them whole, or apply the detectors only.' }),
+      .meta({ description: 'NOTIFY payloads: redact them whole, or apply the detectors only (without detectors, payloads are redacted).' }),
     max_value_bytes: z
       .number()
       .int()

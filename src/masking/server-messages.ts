@@ -72,6 +72,7 @@ function detect(value: string, m: MessageMasking): string {
 /** A NOTIFY payload for a masked session: redacted whole, or through the detectors. */
 export function maskNotificationPayload(payload: string, mode: 'redact' | 'detect', m: MessageMasking): string {
   if (payload === '') return payload;
-  if (mode === 'redact') return REDACTED;
+  // Detect mode without detectors would pass payloads raw: redact instead.
+  if (mode === 'redact' || !m.detectors) return REDACTED;
   return detect(payload, m);
 }

@@ -246,7 +246,8 @@ describe('session limits', () => {
       c.policies[0].max_session_duration = '1s';
     });
     const { client, ended } = await watched(t, 'read', await t.token('alice', ['dba']));
-    await client.query('select 1');
+    // On a loaded machine the second may already be over when the query is sent: then the query fails with the same error.
+    await client.query('select 1').catch(() => undefined);
     const err = await ended;
     expect(err.code).toBe('57P01');
     expect(err.message).toBe('the session reached its max_session_duration; reconnect with a fresh token');

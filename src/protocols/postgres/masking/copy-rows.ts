@@ -116,6 +116,18 @@ export class CopyRowMasker {
    * Returns the same Buffer instance when every field was KEEP.
    */
   row(payload: Buffer): Buffer {
+    return this.splice(payload).result();
+  }
+
+  /**
+   * The whole CopyData message to send instead of this payload, built in one
+   * allocation, or undefined when every field was KEEP.
+   */
+  message(payload: Buffer): Buffer | undefined {
+    return this.splice(payload).message(COPY_DATA);
+  }
+
+  private splice(payload: Buffer): Splicer {
     if (this.finished) throw new CopyFormatError('data after the binary trailer');
     const out = new Splicer(payload);
     if (this.format.kind === 'binary') this.binary(payload, out);
@@ -124,7 +136,7 @@ export class CopyRowMasker {
       let pos = 0;
       while (pos < payload.length) pos = this.csv ? this.csvRow(payload, pos, out, this.csv) : this.textRow(payload, pos, out, this.text!);
     }
-    return out.result();
+    return out;
   }
 
   private checkCount(n: number): void {
@@ -285,20 +297,41 @@ function binaryField(p: Buffer, pos: number): { value: Buffer | null; next: numb
   return { value: p.subarray(pos + 4, pos + 4 + len), next: pos + 4 + len };
 }
 
-/** Collects replacements in order and builds a new Buffer only if there was one. */
+const COPY_DATA = 0x64;
+
+/** Collects replacements in order (as offsets, without slicing) and builds a new Buffer only if there was one. */
 class Splicer {
-  private readonly parts: Buffer[] = [];
-  private copied = 0;
-  constructor(private readonly src: Buffer) {}
+  private readonly edits: (number | Buffer)[] = [];
+  private size: number;
+  constructor(private readonly src: Buffer) {
+    this.size = src.length;
+  }
   replace(start: number, end: number, bytes: Buffer): void {
-    if (start > this.copied) this.parts.push(this.src.subarray(this.copied, start));
-    this.parts.push(bytes);
-    this.copied = end;
+    this.edits.push(start, end, bytes);
+    this.size += bytes.length - (end - start);
   }
   result(): Buffer {
-    if (this.parts.length === 0) return this.src;
-    if (this.copied < this.src.length) this.parts.push(this.src.subarray(this.copied));
-    return Buffer.concat(this.parts);
+    if (this.edits.length === 0) return this.src;
+    return this.build(Buffer.allocUnsafe(this.size), 0);
+  }
+  /** The payload framed as a backend message of `type`, or undefined when nothing changed. */
+  message(type: number): Buffer | undefined {
+    if (this.edits.length === 0) return undefined;
+    const msg = Buffer.allocUnsafe(this.size + 5);
+    msg[0] = type;
+    msg.writeInt32BE(this.size + 4, 1);
+    return this.build(msg, 5);
+  }
+  private build(out: Buffer, at: number): Buffer {
+    let copied = 0;
+    for (let k = 0; k < this.edits.length; k += 3) {
+      const start = this.edits[k] as number;
+      at += this.src.copy(out, at, copied, start);
+      at += (this.edits[k + 2] as Buffer).copy(out, at);
+      copied = this.edits[k + 1] as number;
+    }
+    this.src.copy(out, at, copied);
+    return out;
   }
 }
 

@@ -260,9 +260,7 @@ export class SessionMasker {
         return undefined;
       }
       case BE.CopyData: {
-        if (!this.copyMasker) return undefined;
-        const out = this.copyMasker.row(payload);
-        return out === payload ? undefined : frame(BE.CopyData, out);
+        return this.copyMasker?.message(payload);
       }
       case BE.ErrorResponse: {
         const computed = l.currentOutput()?.maskAll === true;
@@ -309,11 +307,4 @@ function readFields(payload: Buffer): ErrorField[] {
   const out: ErrorField[] = [];
   for (let code = c.byte(); code !== 0; code = c.byte()) out.push([String.fromCharCode(code), c.cstring()]);
   return out;
-}
-
-function frame(type: number, payload: Buffer): Buffer {
-  const header = Buffer.allocUnsafe(5);
-  header[0] = type;
-  header.writeInt32BE(payload.length + 4, 1);
-  return Buffer.concat([header, payload], payload.length + 5);
 }
