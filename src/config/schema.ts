@@ -229,6 +229,7 @@ const columnPattern = z
   .regex(/^[^.\s]+\.[^.\s]+\.[^.\s]+$/, { message: 'expected schema.table.column, where * matches within one name: public.users.password, *.*.api_key' })
   .meta({ description: 'schema.table.column; * matches within one name; case-insensitive.' });
 
+/** The same lists as src/masking (strategies.ts, detectors.ts); test/config/masking-config.test.ts keeps them equal. */
 export const MASK_STRATEGY_NAMES = ['redact', 'partial', 'hash', 'null'] as const;
 const maskStrategy = z.enum(MASK_STRATEGY_NAMES);
 const keepLast = z.number().int().min(1).max(64).default(4).meta({ description: 'partial: characters kept at the end.' });

@@ -19,10 +19,6 @@ const BYTEA = 17;
 const FIXED_BINARY: ReadonlySet<number> = new Set([16, 20, 21, 23, 26, 700, 701, 790, 1082, 1083, 1114, 1184, 1186, 1266, 1700, 2950]);
 const REDACTED_BYTES = Buffer.from(REDACTED);
 
-export function isStringType(typeOid: number): boolean {
-  return STRING_TYPES.has(typeOid);
-}
-
 export interface CellDetectors {
   readonly names: ReadonlySet<DetectorName>;
   readonly spec: StrategySpec;

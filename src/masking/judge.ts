@@ -210,7 +210,7 @@ function nameMatches(pattern: string, table: string, column: string): boolean {
  * pg_catalog, or one it has never seen (created since it was read), which
  * is treated the same way.
  */
-export function isUserFunction(cat: CatalogSnapshot, name: string): boolean {
+function isUserFunction(cat: CatalogSnapshot, name: string): boolean {
   const bare = name.replace(/"/g, '');
   const lower = bare.toLowerCase();
   if (lower.startsWith('pg_catalog.') || lower.startsWith('information_schema.')) return false;

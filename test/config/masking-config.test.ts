@@ -3,7 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfigFile, validateConfig } from '../../src/config/load.js';
+import { DETECTOR_NAME_LIST, MASK_STRATEGY_NAMES } from '../../src/config/schema.js';
 import { ConfigError } from '../../src/errors.js';
+import { DETECTOR_NAMES } from '../../src/masking/detectors.js';
+import { MASK_STRATEGIES } from '../../src/masking/strategies.js';
 import { issuesOf } from '../support/config-issues.js';
 
 const resource = {
@@ -148,5 +151,12 @@ describe('masking policies in the configuration', () => {
     expect(error).toBeInstanceOf(ConfigError);
     const lines = (error as ConfigError).issues.map((i) => `${i.path}: ${i.message}`).join('\n');
     expect(lines).toContain('policies[0].masking.columns[0].match[0]: expected schema.table.column');
+  });
+});
+
+describe('the schema and the masking code name the same strategies and detectors', () => {
+  it('lists them identically', () => {
+    expect([...MASK_STRATEGY_NAMES].sort()).toEqual([...MASK_STRATEGIES].sort());
+    expect([...DETECTOR_NAME_LIST].sort()).toEqual([...DETECTOR_NAMES].sort());
   });
 });
