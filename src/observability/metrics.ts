@@ -41,6 +41,18 @@ export class GatewayMetrics {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [this.registry],
   });
+  readonly statementDenials = new Counter({
+    name: 'sluice_statements_denied_total',
+    help: 'Statements refused before they ran, by the rule that refused them (sluice-masking for masking)',
+    labelNames: ['protocol', 'resource', 'rule'],
+    registers: [this.registry],
+  });
+  readonly maskedMessages = new Counter({
+    name: 'sluice_masked_messages_total',
+    help: 'Backend messages (rows, COPY rows, errors, notices, notifications) rewritten by masking',
+    labelNames: ['resource'],
+    registers: [this.registry],
+  });
   readonly auditFailures = new Counter({
     name: 'sluice_audit_write_failures_total',
     help: 'Audit writes that failed (the statement or session they describe was refused)',

@@ -240,6 +240,18 @@ describe('legitimate queries keep their raw values', () => {
   });
 });
 
+describe('metrics', () => {
+  it('counts masked messages and masking denials per resource', async () => {
+    const ci = await f.connect('read', f.tokens.ci);
+    await ci.query(`select email from ${f.schema}.users where id = 1`);
+    await ci.query(`select lower(email) from ${f.schema}.users`).catch(() => undefined);
+    const text = await (await fetch(`${f.t.httpUrl}/metrics`)).text();
+    const value = (re: RegExp) => Number(re.exec(text)?.[1] ?? 0);
+    expect(value(/^sluice_masked_messages_total\{resource="orders"\} (\d+)/m)).toBeGreaterThan(0);
+    expect(value(/^sluice_statements_denied_total\{protocol="postgres",resource="orders",rule="sluice-masking"\} (\d+)/m)).toBeGreaterThan(0);
+  });
+});
+
 describe('statement text in the audit log', () => {
   it('never records a password literal, for any session', async () => {
     const dba = await f.connect('read', f.tokens.dba);

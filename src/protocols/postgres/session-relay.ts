@@ -129,6 +129,8 @@ export class PostgresSession implements Session {
   /** A value-carrying message over the limit, seen in the chunk being scanned. */
   private oversize?: { length: number; start: number };
   private loadingCatalog = false;
+  /** Messages masking replaced in the chunk being scanned, for the metric. */
+  private maskedSinceCount = 0;
   /** Names unknown to the catalog already triggered one reload; judge with what it has. */
   private reloadedFor?: string;
   private readonly counters: { statements: { inc(n?: number): void }; errors: { inc(): void }; toClient: { inc(n: number): void }; fromClient: { inc(n: number): void } };
@@ -507,6 +509,11 @@ export class PostgresSession implements Session {
       this.close('backend_protocol_error');
       return;
     }
+    if (this.maskedSinceCount > 0) {
+      // Counted per chunk, not per row: a masked result rewrites hundreds of rows in each.
+      this.ctx.metrics.maskedMessages.labels(this.resource).inc(this.maskedSinceCount);
+      this.maskedSinceCount = 0;
+    }
     if (this.completed.length) {
       const events = this.completed;
       this.completed = [];
@@ -629,6 +636,7 @@ export class PostgresSession implements Session {
     const splices = (this.splices ??= []);
     if (type === BE.ErrorResponse && splices.some((sp) => sp.start === start)) return undefined;
     splices.push({ start, end: msgEnd, replacement });
+    this.maskedSinceCount++;
     return replacement;
   }
 
@@ -681,6 +689,7 @@ export class PostgresSession implements Session {
   }
 
   private deniedEvent(verdict: Verdict & { action: 'deny' }, data: Record<string, unknown> & { text: string }): AuditEventInput {
+    this.ctx.metrics.statementDenials.labels('postgres', this.resource, verdict.rule).inc();
     return this.event('statement.denied', { ...data, text: this.recordedText(data.text), rule: verdict.rule, reason: verdict.reason });
   }
 
