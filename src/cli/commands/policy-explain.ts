@@ -1,10 +1,15 @@
 import type { Command } from 'commander';
-import { GRANTS, type GrantName } from '../../config/schema.js';
-import { loadConfigFile } from '../../config/load.js';
+import { GRANTS, type GrantName, type SluiceConfig } from '../../config/schema.js';
+import { loadConfigFile, resolveCredentials } from '../../config/load.js';
+import { resolveSecret } from '../../config/secrets.js';
 import { SluiceError } from '../../errors.js';
 import { judgeStatement, judgeStatements, judgeUnparseable, statementLabel, type StatementFacts, type Verdict } from '../../guard/index.js';
 import type { Principal } from '../../identity/principal.js';
+import { judgeMasking, type MaskVerdict } from '../../masking/judge.js';
+import { resolveMasking } from '../../masking/resolve.js';
+import { maskingPlanFor } from '../../masking/rules.js';
 import { decideSession } from '../../policy/index.js';
+import { loadCatalogOver } from '../../protocols/postgres/masking/catalog-cache.js';
 import { classify, initSqlParser } from '../../sql/index.js';
 import { findConfigFile } from '../config-file.js';
 
@@ -61,9 +66,10 @@ export function policyCommands(program: Command): void {
       const statements: StatementFacts[] = classified.ok ? classified.statements : [];
       const each = statements.map((facts) => judgeStatement({ ...context, facts }));
       const verdict: Verdict = classified.ok ? judgeStatements({ ...context, statements }) : judgeUnparseable(`${classified.reason}: ${classified.message}`);
+      const masking = verdict.action === 'allow' ? await explainMasking(config, principal, o.resource, grant, statements) : undefined;
 
       if (o.json) {
-        process.stdout.write(JSON.stringify({ session, statements: statements.map((facts, i) => ({ facts, verdict: each[i] })), verdict }, null, 2) + '\n');
+        process.stdout.write(JSON.stringify({ session, statements: statements.map((facts, i) => ({ facts, verdict: each[i] })), verdict, ...(masking ? { masking } : {}) }, null, 2) + '\n');
       } else {
         const out: string[] = [];
         out.push(session.allowed ? `session: allowed by policy ${session.policy}` : `session: denied (${session.code}): ${session.message}`);
@@ -79,12 +85,55 @@ export function policyCommands(program: Command): void {
           out.push(`  verdict: ${describe(each[i]!)}`);
         });
         out.push('', `message: ${describe(verdict)}`);
+        if (masking) out.push(`masking (policies ${masking.policies.join(', ')}): ${describeMasking(masking)}`);
         process.stdout.write(out.join('\n') + '\n');
       }
-      if (!session.allowed || verdict.action === 'deny') process.exitCode = 1;
+      if (!session.allowed || verdict.action === 'deny' || masking?.verdict?.action === 'deny') process.exitCode = 1;
     });
 }
 
 function describe(v: Verdict): string {
   return v.action === 'allow' ? `allow (rule ${v.rule})` : `deny (rule ${v.rule}, SQLSTATE ${v.sqlstate}): ${v.reason}`;
+}
+
+interface MaskingExplanation {
+  readonly policies: readonly string[];
+  readonly verdict?: MaskVerdict;
+  /** Why the masking verdict could not be computed (the catalog could not be read). */
+  readonly unavailable?: string;
+}
+
+/**
+ * The masking verdict needs the resource's catalog (which columns exist,
+ * what views are made of): it is read with the credential of the grant,
+ * as the gateway would. Undefined when no masking policy covers the
+ * principal.
+ */
+async function explainMasking(config: SluiceConfig, principal: Principal, resource: string, grant: GrantName, statements: StatementFacts[]): Promise<MaskingExplanation | undefined> {
+  const plan = maskingPlanFor(config.policies, principal, resource);
+  const res = config.resources.find((r) => r.name === resource);
+  if (!plan || !res) return undefined;
+  try {
+    const credential = resolveCredentials(config).get(resource)?.get(grant);
+    if (!credential) return { policies: plan.policies, unavailable: `resource ${resource} has no credential for grant ${grant}` };
+    const ca = res.upstream.tls.ca ? resolveSecret(res.upstream.tls.ca, 'upstream.tls.ca') : undefined;
+    const catalog = await loadCatalogOver({
+      host: res.upstream.host,
+      port: res.upstream.port,
+      database: res.upstream.database,
+      user: credential.user,
+      password: credential.password,
+      tls: { mode: res.upstream.tls.mode, ca, serverName: res.upstream.tls.server_name },
+      connectTimeoutMs: res.upstream.connect_timeout * 1000,
+    });
+    return { policies: plan.policies, verdict: judgeMasking(statements, resolveMasking(plan, catalog)) };
+  } catch (err) {
+    return { policies: plan.policies, unavailable: `the catalog of ${resource} could not be read: ${(err as Error).message}` };
+  }
+}
+
+function describeMasking(m: MaskingExplanation): string {
+  if (!m.verdict) return `not judged: ${m.unavailable}`;
+  if (m.verdict.action === 'deny') return `deny (rule ${m.verdict.rule}, SQLSTATE ${m.verdict.sqlstate}): ${m.verdict.reason}`;
+  return m.verdict.maskAll ? 'allow, every column of the result masked' : 'allow, masked columns masked by origin';
 }
