@@ -11,7 +11,7 @@ export function nameSegments(name: string): string[] {
 }
 
 /** `*` matches any run of characters within one segment. */
-function globSegment(pattern: string, value: string): boolean {
+export function globSegment(pattern: string, value: string): boolean {
   if (pattern === '*') return true;
   if (!pattern.includes('*')) return pattern === value;
   const parts = pattern.split('*');

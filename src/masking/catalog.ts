@@ -183,3 +183,24 @@ export function splitQualifiedName(text: string): string[] | undefined {
     i++;
   }
 }
+
+/**
+ * Relations a name may mean. The facts write unquoted names folded and
+ * quoted ones as they are, without quotes unless needed, so `"UserView"`
+ * arrives as UserView: a name with capitals is also tried as quoted.
+ */
+export function resolveLoosely(cat: CatalogSnapshot, name: string): number[] {
+  const oids = resolveRelation(cat, name);
+  if (name.includes('"') || name === name.toLowerCase()) return oids;
+  const quoted = name
+    .split('.')
+    .map((p) => `"${p}"`)
+    .join('.');
+  return [...new Set([...oids, ...resolveRelation(cat, quoted)])];
+}
+
+/** Whether the snapshot has seen a function of this name, built in or not: one it has not may have been created since. */
+export function functionKnown(cat: CatalogSnapshot, name: string): boolean {
+  const own = (name.replace(/"/g, '').split('.').pop() ?? name).toLowerCase();
+  return cat.builtinFunctions.has(own) || cat.userFunctions.has(own);
+}

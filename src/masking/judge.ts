@@ -1,9 +1,8 @@
 import { statementLabel } from '../guard/describe.js';
-import { functionMatches, nameSegments } from '../guard/patterns.js';
-import { columnMatches } from './column-patterns.js';
+import { functionMatches, globSegment, nameSegments } from '../guard/patterns.js';
 import { showName } from '../policy/format.js';
 import type { ColumnClause, ColumnUse, StatementFacts } from '../sql/index.js';
-import { resolveRelation, type CatalogSnapshot } from './catalog.js';
+import { resolveLoosely, type CatalogSnapshot } from './catalog.js';
 import type { MaskedColumns } from './resolve.js';
 
 export const MASKING_RULE = 'sluice-masking';
@@ -179,30 +178,13 @@ function maskedHit(u: ColumnUse, f: StatementFacts, masked: MaskedColumns): stri
   return undefined;
 }
 
-/**
- * Relations a name may mean. The facts write unquoted names folded and
- * quoted ones as they are, without quotes unless needed, so `"UserView"`
- * arrives as UserView: a name with capitals is also tried as quoted.
- */
-export function resolveLoosely(cat: CatalogSnapshot, name: string): number[] {
-  const oids = resolveRelation(cat, name);
-  if (name.includes('"') || name === name.toLowerCase()) return oids;
-  const quoted = name
-    .split('.')
-    .map((p) => `"${p}"`)
-    .join('.');
-  return [...new Set([...oids, ...resolveRelation(cat, quoted)])];
-}
-
 /** A pattern against a name as written: an unqualified table may be in any schema, `*` may be any column. */
 function nameMatches(pattern: string, table: string, column: string): boolean {
   const segs = nameSegments(table);
-  const t = segs[segs.length - 1] ?? '';
-  const schema = segs.length > 1 ? segs[segs.length - 2] : undefined;
   const [ps, pt, pc] = nameSegments(pattern) as [string, string, string];
-  if (column !== '*' && !columnMatches(`*.*.${pc}`, '', '', column)) return false;
-  if (!columnMatches(`*.${pt}.*`, '', t, '')) return false;
-  return schema === undefined || columnMatches(`${ps}.*.*`, schema, '', '');
+  if (column !== '*' && !globSegment(pc, column)) return false;
+  if (!globSegment(pt, segs[segs.length - 1] ?? '')) return false;
+  return segs.length < 2 || globSegment(ps, segs[segs.length - 2]!);
 }
 
 /**

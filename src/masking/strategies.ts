@@ -1,4 +1,3 @@
-import { createHmac } from 'node:crypto';
 import { KeyedHash } from './keyed-hash.js';
 
 export type MaskStrategy = 'redact' | 'partial' | 'hash' | 'null';
@@ -35,7 +34,7 @@ export function maskText(value: string, spec: StrategySpec, hashKey: Buffer): st
     case 'partial':
       return partial(value, spec.keepLast);
     case 'hash':
-      return createHmac('sha256', hashKey).update(value, 'utf8').digest('hex').slice(0, 32);
+      return hashBytes(Buffer.from(value, 'utf8'), hashKey).toString('latin1');
   }
 }
 

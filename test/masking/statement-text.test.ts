@@ -1,8 +1,13 @@
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { initSqlParser } from '../../src/sql/index.js';
 import { redactPasswordLiterals, REDACTED_LITERAL } from '../../src/masking/statement-text.js';
 
 describe('redactPasswordLiterals', () => {
+  beforeAll(async () => {
+    await initSqlParser();
+  });
+
   it.each([
     ["ALTER ROLE app PASSWORD 'hunter2'", `ALTER ROLE app PASSWORD ${REDACTED_LITERAL}`],
     ["create user ci with login password 'it''s secret' valid until 'infinity'", `create user ci with login password ${REDACTED_LITERAL} valid until 'infinity'`],
@@ -10,6 +15,7 @@ describe('redactPasswordLiterals', () => {
     ['ALTER ROLE app PASSWORD $$dollar secret$$', `ALTER ROLE app PASSWORD ${REDACTED_LITERAL}`],
     ['ALTER ROLE app PASSWORD $pw$x$y$pw$ LOGIN', `ALTER ROLE app PASSWORD ${REDACTED_LITERAL} LOGIN`],
     ["CREATE USER MAPPING FOR app SERVER s OPTIONS (user 'u', password 'p@ss')", `CREATE USER MAPPING FOR app SERVER s OPTIONS (user 'u', password ${REDACTED_LITERAL})`],
+    ["ALTER ROLE \"rôle\" PASSWORD 'pässword' LOGIN", `ALTER ROLE "rôle" PASSWORD ${REDACTED_LITERAL} LOGIN`],
     ["ALTER ROLE app PASSWORD 'unterminated", `ALTER ROLE app PASSWORD ${REDACTED_LITERAL}`],
     ["ALTER ROLE a PASSWORD 'x'; ALTER ROLE b PASSWORD 'y'", `ALTER ROLE a PASSWORD ${REDACTED_LITERAL}; ALTER ROLE b PASSWORD ${REDACTED_LITERAL}`],
   ])('%s', (text, expected) => {

@@ -9,6 +9,7 @@ import { judgeMasking, type MaskVerdict } from '../../masking/judge.js';
 import { resolveMasking } from '../../masking/resolve.js';
 import { maskingPlanFor } from '../../masking/rules.js';
 import { decideSession } from '../../policy/index.js';
+import { backendTarget } from '../../protocols/postgres/backend/target.js';
 import { loadCatalogOver } from '../../protocols/postgres/masking/catalog-cache.js';
 import { classify, initSqlParser } from '../../sql/index.js';
 import { findConfigFile } from '../config-file.js';
@@ -117,15 +118,7 @@ async function explainMasking(config: SluiceConfig, principal: Principal, resour
     const credential = resolveCredentials(config).get(resource)?.get(grant);
     if (!credential) return { policies: plan.policies, unavailable: `resource ${resource} has no credential for grant ${grant}` };
     const ca = res.upstream.tls.ca ? resolveSecret(res.upstream.tls.ca, 'upstream.tls.ca') : undefined;
-    const catalog = await loadCatalogOver({
-      host: res.upstream.host,
-      port: res.upstream.port,
-      database: res.upstream.database,
-      user: credential.user,
-      password: credential.password,
-      tls: { mode: res.upstream.tls.mode, ca, serverName: res.upstream.tls.server_name },
-      connectTimeoutMs: res.upstream.connect_timeout * 1000,
-    });
+    const catalog = await loadCatalogOver(backendTarget(res, credential, ca));
     return { policies: plan.policies, verdict: judgeMasking(statements, resolveMasking(plan, catalog)) };
   } catch (err) {
     return { policies: plan.policies, unavailable: `the catalog of ${resource} could not be read: ${(err as Error).message}` };

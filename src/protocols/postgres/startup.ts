@@ -6,6 +6,7 @@ import type { AuditEventInput } from '../../events/types.js';
 import { principalRef, type Principal } from '../../identity/principal.js';
 import { authorizeSession } from '../../runtime/authorize-session.js';
 import { connectBackend, type BackendConnection, type BackendTarget } from './backend/connect.js';
+import { backendTarget } from './backend/target.js';
 import { sendCancel } from './backend/cancel.js';
 import { authenticationCleartextPassword, authenticationOk, backendKeyData, errorResponse, parameterStatus, readyForQuery } from './codec/backend-serializer.js';
 import { ProtocolError } from './codec/errors.js';
@@ -157,15 +158,7 @@ export async function runStartup(raw: Socket, deps: StartupDeps): Promise<void> 
     }
     reservation = reserved.reservation;
 
-    const target: BackendTarget = {
-      host: resource.upstream.host,
-      port: resource.upstream.port,
-      database: resource.upstream.database,
-      user: credential.user,
-      password: credential.password,
-      tls: { mode: resource.upstream.tls.mode, ca: state.backendCas.get(resource.name), serverName: resource.upstream.tls.server_name },
-      connectTimeoutMs: resource.upstream.connect_timeout * 1000,
-    };
+    const target = backendTarget(resource, credential, state.backendCas.get(resource.name));
     const t0 = performance.now();
     try {
       backend = await connectBackend(target, request.forwarded);

@@ -58,15 +58,25 @@ export function parseAuthentication(payload: Buffer): AuthenticationRequest {
 
 /** ErrorResponse / NoticeResponse: field code character → value. */
 export function parseErrorFields(payload: Buffer): Record<string, string> {
+  return Object.fromEntries(parseErrorFieldList(payload));
+}
+
+/** ErrorResponse / NoticeResponse fields in the order the server sent them, for rewriting the message. */
+export function parseErrorFieldList(payload: Buffer): [code: string, value: string][] {
   const c = cursor(payload, 'ErrorResponse');
-  const fields: Record<string, string> = {};
-  for (;;) {
-    const code = c.byte();
-    if (code === 0) break;
-    fields[String.fromCharCode(code)] = c.cstring();
-  }
+  const fields: [string, string][] = [];
+  for (let code = c.byte(); code !== 0; code = c.byte()) fields.push([String.fromCharCode(code), c.cstring()]);
   c.end();
   return fields;
+}
+
+export function parseNotification(payload: Buffer): { pid: number; channel: string; payload: string } {
+  const c = cursor(payload, 'NotificationResponse');
+  const pid = c.int32();
+  const channel = c.cstring();
+  const text = c.cstring();
+  c.end();
+  return { pid, channel, payload: text };
 }
 
 export function parseCommandComplete(payload: Buffer): string {

@@ -51,19 +51,32 @@ export function noticeResponse(f: NoticeFields): Buffer {
 }
 
 function fieldsMessage(type: number, f: ErrorFields | NoticeFields): Buffer {
-  const fields: Array<[number, string]> = [
-    [0x53, f.severity], // S
-    [0x56, f.severity], // V
-    [0x43, text(f.code)], // C
-    [0x4d, text(f.message)], // M
+  const fields: [string, string][] = [
+    ['S', f.severity],
+    ['V', f.severity],
+    ['C', f.code],
+    ['M', f.message],
   ];
-  if (f.detail !== undefined) fields.push([0x44, text(f.detail)]); // D
-  if (f.hint !== undefined) fields.push([0x48, text(f.hint)]); // H
+  if (f.detail !== undefined) fields.push(['D', f.detail]);
+  if (f.hint !== undefined) fields.push(['H', f.hint]);
+  return fieldListMessage(type, fields);
+}
+
+/** An ErrorResponse or NoticeResponse from fields in order (code character, value). */
+export function fieldListMessage(type: number, fields: readonly (readonly [string, string])[]): Buffer {
   let size = 1;
-  for (const [, v] of fields) size += 1 + cstringBytes(v);
+  for (const [, v] of fields) size += 1 + cstringBytes(text(v));
   const w = new FrameWriter(type, size);
-  for (const [code, v] of fields) w.byte(code).cstring(v);
+  for (const [code, v] of fields) w.byte(code.charCodeAt(0)).cstring(text(v));
   return w.byte(0).done();
+}
+
+export function notificationResponse(pid: number, channel: string, payload: string): Buffer {
+  return new FrameWriter(BE.NotificationResponse, 4 + cstringBytes(text(channel)) + cstringBytes(text(payload)))
+    .int32(pid)
+    .cstring(text(channel))
+    .cstring(text(payload))
+    .done();
 }
 
 export function commandComplete(tag: string): Buffer {

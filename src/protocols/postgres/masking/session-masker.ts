@@ -1,16 +1,15 @@
-import type { CatalogSnapshot } from '../../../masking/catalog.js';
-import { judgeMasking, resolveLoosely, type MaskVerdict } from '../../../masking/judge.js';
+import { functionKnown, resolveLoosely, type CatalogSnapshot } from '../../../masking/catalog.js';
+import { judgeMasking, type MaskVerdict } from '../../../masking/judge.js';
 import { resolveMasking, type MaskedColumns } from '../../../masking/resolve.js';
 import { maskDetected } from '../../../masking/detectors.js';
 import { maskingPlanKey, type MaskingPlan } from '../../../masking/rules.js';
 import { REDACTED } from '../../../masking/strategies.js';
-import { maskNotificationPayload, maskServerFields, type ErrorField, type MessageMasking } from '../../../masking/server-messages.js';
+import { maskNotificationPayload, maskServerFields, type MessageMasking } from '../../../masking/server-messages.js';
 import type { StatementFacts } from '../../../sql/index.js';
 import type { BackendTarget } from '../backend/connect.js';
-import { parseRowDescription } from '../codec/backend-parser.js';
-import { cstringBytes, FrameWriter } from '../codec/frame-writer.js';
+import { parseErrorFieldList, parseNotification, parseRowDescription } from '../codec/backend-parser.js';
 import { BE } from '../codec/message-types.js';
-import { PayloadCursor } from '../codec/payload-cursor.js';
+import { fieldListMessage, notificationResponse } from '../codec/backend-serializer.js';
 import type { CatalogCache } from './catalog-cache.js';
 import { CSV_DEFAULTS, CopyRowMasker, KEEP, TEXT_DEFAULTS, type CopyFormat } from './copy-rows.js';
 import { maskDataRow, maskValue, type CellContext } from './data-row.js';
@@ -119,12 +118,8 @@ export class SessionMasker {
     let known = knownBySnapshot.get(cat);
     if (!known) knownBySnapshot.set(cat, (known = new WeakSet()));
     if (statements.every((s) => known.has(s))) return false;
-    const unseenFunction = (fn: string): boolean => {
-      const own = (fn.replace(/"/g, '').split('.').pop() ?? fn).toLowerCase();
-      return !cat.builtinFunctions.has(own) && !cat.userFunctions.has(own);
-    };
     const unknown = (s: StatementFacts): boolean =>
-      [s, ...(s.body ? [s.body] : [])].some((f) => (f.tablesRead ?? []).some((t) => resolveLoosely(cat, t).length === 0) || (f.functions ?? []).some(unseenFunction));
+      [s, ...(s.body ? [s.body] : [])].some((f) => (f.tablesRead ?? []).some((t) => resolveLoosely(cat, t).length === 0) || (f.functions ?? []).some((fn) => !functionKnown(cat, fn)));
     let any = false;
     for (const s of statements) {
       if (unknown(s)) any = true;
@@ -281,30 +276,14 @@ export class SessionMasker {
   }
 
   private serverFields(type: number, payload: Buffer, computed = false): Buffer | undefined {
-    const fields = readFields(payload);
+    const fields = parseErrorFieldList(payload);
     const masked = maskServerFields(fields, this.messages, computed);
-    if (masked === fields) return undefined;
-    let size = 1;
-    for (const [, v] of masked) size += 1 + cstringBytes(v);
-    const w = new FrameWriter(type, size);
-    for (const [code, v] of masked) w.byte(code.charCodeAt(0)).cstring(v);
-    return w.byte(0).done();
+    return masked === fields ? undefined : fieldListMessage(type, masked);
   }
 
   private notification(payload: Buffer): Buffer | undefined {
-    const c = new PayloadCursor(payload, 'NotificationResponse');
-    const pid = c.int32();
-    const channel = c.cstring();
-    const text = c.cstring();
-    const masked = maskNotificationPayload(text, this.plan.notifications, this.messages);
-    if (masked === text) return undefined;
-    return new FrameWriter(BE.NotificationResponse, 4 + cstringBytes(channel) + cstringBytes(masked)).int32(pid).cstring(channel).cstring(masked).done();
+    const n = parseNotification(payload);
+    const masked = maskNotificationPayload(n.payload, this.plan.notifications, this.messages);
+    return masked === n.payload ? undefined : notificationResponse(n.pid, n.channel, masked);
   }
-}
-
-function readFields(payload: Buffer): ErrorField[] {
-  const c = new PayloadCursor(payload, 'ErrorResponse');
-  const out: ErrorField[] = [];
-  for (let code = c.byte(); code !== 0; code = c.byte()) out.push([String.fromCharCode(code), c.cstring()]);
-  return out;
 }
