@@ -1,8 +1,8 @@
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { runExplain } from '../support/explain.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sluice-explain-'));
 const config = join(dir, 'sluice.yaml');
@@ -20,12 +20,7 @@ policies:
 );
 
 function explain(groups: string, grant: string, sql: string) {
-  const r = spawnSync(
-    process.execPath,
-    ['--import', 'tsx', 'src/cli/main.ts', 'policy', 'explain', '--config', config, '--subject', 'alice', '--groups', groups, '--resource', 'orders', '--grant', grant, '--json', sql],
-    { encoding: 'utf8' },
-  );
-  return { status: r.status, out: r.stdout ? JSON.parse(r.stdout) : undefined, stderr: r.stderr };
+  return runExplain(['--config', config, '--subject', 'alice', '--groups', groups, '--resource', 'orders', '--grant', grant, sql]);
 }
 
 describe('sluice policy explain', () => {

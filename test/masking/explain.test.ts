@@ -1,10 +1,10 @@
-import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runExplain } from '../support/explain.js';
 import { testPostgres } from '../support/pg-env.js';
 
 /** `sluice policy explain` reads the resource's catalog to show the masking verdict, as the gateway would judge. */
@@ -40,12 +40,7 @@ afterAll(async () => {
 });
 
 function explain(sql: string, password = env.roles.reader.password) {
-  const r = spawnSync(
-    process.execPath,
-    ['--import', 'tsx', 'src/cli/main.ts', 'policy', 'explain', '--config', config, '--subject', 'ci', '--groups', 'ci', '--kind', 'machine', '--resource', 'orders', '--grant', 'read', '--json', sql],
-    { encoding: 'utf8', env: { ...process.env, EXPLAIN_RO: password } },
-  );
-  return { status: r.status, out: r.stdout ? JSON.parse(r.stdout) : undefined, stderr: r.stderr };
+  return runExplain(['--config', config, '--subject', 'ci', '--groups', 'ci', '--kind', 'machine', '--resource', 'orders', '--grant', 'read', sql], { EXPLAIN_RO: password });
 }
 
 describe('sluice policy explain with masking', () => {

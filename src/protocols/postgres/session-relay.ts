@@ -254,7 +254,7 @@ export class PostgresSession implements Session {
   }
 
   private processClient(): void {
-    if (this.masker && (this.reader.buffered > 0 || this.stashed) && this.masker.needsCatalog) {
+    if (this.masker && (this.reader.buffered > 0 || this.stashed) && !this.masker.useFreshCatalog()) {
       this.loadCatalogThen();
       return;
     }

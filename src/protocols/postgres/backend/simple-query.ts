@@ -1,8 +1,7 @@
-import { BE, FE } from '../codec/message-types.js';
+import { BE } from '../codec/message-types.js';
 import { FrameReader } from '../codec/frame-reader.js';
-import { FrameWriter, cstringBytes } from '../codec/frame-writer.js';
 import { parseErrorFields, parseParameterStatus, parseRowDescription } from '../codec/backend-parser.js';
-import { query } from '../codec/frontend-serializer.js';
+import { copyFail, query } from '../codec/frontend-serializer.js';
 import { PayloadCursor } from '../codec/payload-cursor.js';
 import { ProtocolError } from '../codec/errors.js';
 import type { BackendConnection } from './connect.js';
@@ -71,7 +70,7 @@ export async function simpleQuery(conn: BackendConnection, sql: string, timeoutM
         current = undefined;
         return false;
       case BE.CopyInResponse:
-        conn.socket.write(new FrameWriter(FE.CopyFail, cstringBytes(COPY_REFUSED)).cstring(COPY_REFUSED).done());
+        conn.socket.write(copyFail(COPY_REFUSED));
         return false;
       case BE.CopyOutResponse:
         copyOut = true;

@@ -56,3 +56,7 @@ function noNul(s: string, what: string): string {
   if (s.includes('\0')) throw new ProtocolError('value_contains_nul', `${what} contains a NUL character, which the PostgreSQL protocol cannot carry`);
   return s;
 }
+
+export function copyFail(reason: string): Buffer {
+  return new FrameWriter(FE.CopyFail, cstringBytes(reason)).cstring(reason).done();
+}

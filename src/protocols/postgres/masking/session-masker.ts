@@ -82,12 +82,15 @@ export class SessionMasker {
     });
   }
 
-  /** True when the catalog must be loaded before the next statement is judged. */
-  get needsCatalog(): boolean {
+  /**
+   * Switches to the resource's current catalog snapshot; false when there is
+   * none fresh, and it must be loaded before the next statement is judged.
+   */
+  useFreshCatalog(): boolean {
     const snapshot = this.catalogs.fresh(this.resource);
-    if (!snapshot) return true;
+    if (!snapshot) return false;
     this.use(snapshot);
-    return false;
+    return true;
   }
 
   async loadCatalog(): Promise<void> {
