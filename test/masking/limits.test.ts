@@ -2,6 +2,7 @@ import { serialize } from 'pg-protocol';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { maskText, REDACTED } from '../../src/masking/strategies.js';
 import { errorFields, openSession } from '../support/raw-client.js';
+import { withSession } from './wire-helpers.js';
 import { startMaskingFixture, type MaskingFixture } from './fixture.js';
 
 /**
@@ -77,8 +78,7 @@ describe('a result message larger than server.postgres.max_message_bytes', () =>
   }
 
   it('ends the masked session before any of it reaches the client', async () => {
-    const s = await openSession(f.t.host, f.t.port, { user: 'read', database: 'orders' }, f.tokens.ci);
-    try {
+    await withSession(openSession(f.t.host, f.t.port, { user: 'read', database: 'orders' }, f.tokens.ci), async (s) => {
       s.client.write(serialize.query(`select 'head-marker' || repeat('x', 100000) as big /* big-row-raw */`));
       const msgs = await s.client.untilClosed(15_000);
       expect(msgs.some((m) => m.type === 'D')).toBe(false);
@@ -88,9 +88,7 @@ describe('a result message larger than server.postgres.max_message_bytes', () =>
       const all = Buffer.concat(msgs.map((m) => m.payload)).toString('latin1');
       expect(all).not.toContain('head-marker');
       expect(all).not.toContain('x'.repeat(64));
-    } finally {
-      s.client.destroy();
-    }
+    });
     const ended = await terminatedForSize('big-row-raw');
     expect(ended.reason).toBe('masked_message_too_large');
     expect(JSON.stringify(ended)).not.toContain('xxxx');
@@ -114,16 +112,13 @@ describe('a result message larger than server.postgres.max_message_bytes', () =>
   });
 
   it('a large COPY row ends the masked session too', async () => {
-    const s = await openSession(f.t.host, f.t.port, { user: 'read', database: 'orders' }, f.tokens.ci);
-    try {
+    await withSession(openSession(f.t.host, f.t.port, { user: 'read', database: 'orders' }, f.tokens.ci), async (s) => {
       s.client.write(serialize.query(`copy (select 'copy-marker' || repeat('y', 100000)) to stdout /* big-copy */`));
       const msgs = await s.client.untilClosed(15_000);
       expect(msgs.some((m) => m.type === 'd')).toBe(false);
       expect(errorFields(msgs.find((m) => m.type === 'E'))).toMatchObject({ S: 'FATAL', C: '54000' });
       expect(Buffer.concat(msgs.map((m) => m.payload)).toString('latin1')).not.toContain('copy-marker');
-    } finally {
-      s.client.destroy();
-    }
+    });
     expect((await terminatedForSize('big-copy')).reason).toBe('masked_message_too_large');
   });
 });

@@ -7,7 +7,7 @@ import { psql } from '../support/clients.js';
 import type { Session } from '../support/raw-client.js';
 import { startMaskingFixture, type MaskingFixture } from './fixture.js';
 import { errorText, leakScanner, resultText, type LeakScan } from './leak-scan.js';
-import { openAs, roundTrip, textRows, wireText } from './wire-helpers.js';
+import { openAs, roundTrip, textRows, wireText, withSession } from './wire-helpers.js';
 
 /**
  * Third adversarial round against the real gateway as the masked CI machine
@@ -284,8 +284,7 @@ describe('legitimate variants over unmasked columns keep raw values', () => {
 
 describe('protocol sequences', () => {
   it('one simple Query with two statements whose masked columns sit at different positions', async () => {
-    const s = await open();
-    try {
+    await withSession(open(), async (s) => {
       const got = await roundTrip(
         s,
         serialize.query(
@@ -298,26 +297,20 @@ describe('protocol sequences', () => {
         [REDACTED, '1', hash(f.rows.get(1)!.email)],
         ['2', hash(f.rows.get(2)!.email), 'User 2', REDACTED],
       ]);
-    } finally {
-      s.client.destroy();
-    }
+    });
   });
 
   it('a simple Query whose first statement is allowed and second refused runs neither', async () => {
-    const s = await open();
-    try {
+    await withSession(open(), async (s) => {
       const got = await roundTrip(s, serialize.query(sub(`select id, email from S.users where id = 1; select greatest(password, 'a') from S.users`)));
       expect(leaks(wireText(got))).toBeUndefined();
       expect(got.some((m) => m.type === 'E')).toBe(true);
       expect(wireText(got.filter((m) => m.type === 'E'))).toContain('42501');
-    } finally {
-      s.client.destroy();
-    }
+    });
   });
 
   it('an extended-protocol Parse with several statements is refused and reveals nothing', async () => {
-    const s = await open();
-    try {
+    await withSession(open(), async (s) => {
       const got = await roundTrip(
         s,
         serialize.parse({ name: 'multi', text: sub(`select email from S.users; select lower(email) from S.users`), types: [] }),
@@ -330,14 +323,11 @@ describe('protocol sequences', () => {
       expect(textRows(got)).toEqual([]);
       const after = await roundTrip(s, serialize.query('select 1 as ok'));
       expect(textRows(after)).toEqual([['1']]);
-    } finally {
-      s.client.destroy();
-    }
+    });
   });
 
   it('a portal name reused in a later transaction for a masked select, executed without a Describe', async () => {
-    const s = await open();
-    try {
+    await withSession(open(), async (s) => {
       await roundTrip(s, serialize.query('begin'));
       const first = await roundTrip(
         s,
@@ -361,9 +351,7 @@ describe('protocol sequences', () => {
       expect(leaks(wireText(second))).toBeUndefined();
       const rows = textRows(second);
       expect(rows.length).toBe(3);
-    } finally {
-      s.client.destroy();
-    }
+    });
   });
 
   it('COPY FROM STDIN of unmasked columns and INSERT of masked ones, then COPY TO, and a duplicate key', async () => {

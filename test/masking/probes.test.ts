@@ -6,7 +6,7 @@ import { psql } from '../support/clients.js';
 import { CLOSED, type BackendMessage, type Session } from '../support/raw-client.js';
 import { startMaskingFixture, type MaskingFixture } from './fixture.js';
 import { errorText, leakScanner, resultText, type LeakScan } from './leak-scan.js';
-import { dataRows, expectUsable, openAs, roundTrip, textRows, wireText } from './wire-helpers.js';
+import { dataRows, expectUsable, openAs, roundTrip, textRows, wireText, withSession } from './wire-helpers.js';
 
 /**
  * Second adversarial round against the real gateway, as the masked CI
@@ -116,8 +116,7 @@ describe('leaks() sees what it must', () => {
 
 describe('extended protocol sequences', () => {
   it('Describe of one unnamed statement, then a different unnamed statement bound and executed in the same pipeline', async () => {
-    const s = await open();
-    try {
+    await withSession(open(), async (s) => {
       const got = await roundTrip(
         s,
         serialize.parse({ name: '', text: `select id, name from ${S()}.users where id = 1`, types: [] }),
@@ -130,14 +129,11 @@ describe('extended protocol sequences', () => {
       expect(leaks(wireText(got))).toBeUndefined();
       expect(textRows(got)).toHaveLength(1);
       await expectUsable(s);
-    } finally {
-      s.client.destroy();
-    }
+    });
   });
 
   it('Close then re-Parse of the same name with a masked select, executed without a new Describe', async () => {
-    const s = await open();
-    try {
+    await withSession(open(), async (s) => {
       await roundTrip(s, serialize.parse({ name: 'a', text: `select id, name from ${S()}.users where id = 2`, types: [] }), serialize.describe({ type: 'S', name: 'a' }), serialize.sync());
       const got = await roundTrip(
         s,
@@ -150,14 +146,11 @@ describe('extended protocol sequences', () => {
       expect(leaks(wireText(got))).toBeUndefined();
       expect(textRows(got)).toHaveLength(1);
       await expectUsable(s);
-    } finally {
-      s.client.destroy();
-    }
+    });
   });
 
   it('a failed re-Parse of an existing name does not change what the name is masked as', async () => {
-    const s = await open();
-    try {
+    await withSession(open(), async (s) => {
       await roundTrip(s, serialize.parse({ name: 'b', text: `select password, email from ${S()}.users where id = 4`, types: [] }), serialize.describe({ type: 'S', name: 'b' }), serialize.sync());
       const dup = await roundTrip(s, serialize.parse({ name: 'b', text: `select id, name from ${S()}.users where id = 4`, types: [] }), serialize.sync());
       expect(dup.find((m) => m.type === 'E')).toBeDefined();
@@ -165,14 +158,11 @@ describe('extended protocol sequences', () => {
       expect(textRows(got)).toHaveLength(1);
       expect(leaks(wireText([...dup, ...got]))).toBeUndefined();
       await expectUsable(s);
-    } finally {
-      s.client.destroy();
-    }
+    });
   });
 
   it('Execute with maxRows, a Describe of the portal in between, then the rest', async () => {
-    const s = await open();
-    try {
+    await withSession(open(), async (s) => {
       await roundTrip(s, serialize.query('begin'));
       const got = await roundTrip(
         s,
@@ -189,9 +179,7 @@ describe('extended protocol sequences', () => {
       expect(dataRows(got)).toHaveLength(40);
       await roundTrip(s, serialize.query('commit'));
       await expectUsable(s);
-    } finally {
-      s.client.destroy();
-    }
+    });
   });
 
   it('several Parse/Bind/Describe/Execute pipelined without Sync, a Flush between, then one Sync', async () => {
@@ -222,8 +210,7 @@ describe('extended protocol sequences', () => {
   });
 
   it('a Parse error mid-pipeline, then Execute of a portal bound before it', async () => {
-    const s = await open();
-    try {
+    await withSession(open(), async (s) => {
       await roundTrip(s, serialize.query('begin'));
       const got = await roundTrip(
         s,
@@ -238,14 +225,11 @@ describe('extended protocol sequences', () => {
       expect(leaks(wireText([...got, ...again]))).toBeUndefined();
       await roundTrip(s, serialize.query('rollback'));
       await expectUsable(s);
-    } finally {
-      s.client.destroy();
-    }
+    });
   });
 
   it('mixed binary and text result formats per column over int, text, numeric, array columns, and jsonb in text', async () => {
-    const s = await open();
-    try {
+    await withSession(open(), async (s) => {
       const u = await roundTrip(
         s,
         serialize.parse({ name: 'bu', text: `select id, email, balance, password, card, api_key from ${S()}.users where id = 8`, types: [] }),
@@ -272,15 +256,12 @@ describe('extended protocol sequences', () => {
       expect(leaks(wireText(d))).toBeUndefined();
       expect(dataRows(d)).toHaveLength(4);
       await expectUsable(s);
-    } finally {
-      s.client.destroy();
-    }
+    });
   });
 
   it('a FunctionCall of a built-in that runs a query given as text', async () => {
     const oid = (await f.su.query(`select 'query_to_xml(text,bool,bool,text)'::regprocedure::oid::int as o`)).rows[0].o as number;
-    const s = await open();
-    try {
+    await withSession(open(), async (s) => {
       const args = [`select email, password from ${S()}.users`, 't', 'f', ''];
       const parts: Buffer[] = [];
       const i32 = (n: number) => {
@@ -307,9 +288,7 @@ describe('extended protocol sequences', () => {
       }
       expect(leaks(wireText(got))).toBeUndefined();
       if (!s.client.destroyed && got.at(-1)?.type === 'Z') await expectUsable(s);
-    } finally {
-      s.client.destroy();
-    }
+    });
   });
 });
 
@@ -344,8 +323,7 @@ describe('SQL cursors', () => {
   });
 
   it('FETCH through the extended protocol with a Describe of the portal', async () => {
-    const s = await open();
-    try {
+    await withSession(open(), async (s) => {
       await roundTrip(s, serialize.query(`begin; declare xc cursor for select id, email, password, note from ${S()}.users order by id`));
       const got = await roundTrip(
         s,
@@ -364,9 +342,7 @@ describe('SQL cursors', () => {
       expect(textRows(got)[0]).toEqual(['1', hash(f.rows.get(1)!.email), REDACTED, f.rows.get(1)!.note]);
       await roundTrip(s, serialize.query('commit'));
       await expectUsable(s);
-    } finally {
-      s.client.destroy();
-    }
+    });
   });
 });
 
@@ -420,8 +396,7 @@ describe('writes that return or echo masked values (write grant)', () => {
 
 describe('notifications', () => {
   it('a NOTIFY sent by the superuser with a password and a JWT in its payload reaches a masked listener redacted', async () => {
-    const s = await open();
-    try {
+    await withSession(open(), async (s) => {
       await roundTrip(s, serialize.query('listen probe_chan'));
       await f.su.query(`select pg_notify('probe_chan', $1)`, [`${f.rows.get(13)!.password} ${DOC.jwt} ${DOC.email}`]);
       await f.su.query(`notify probe_chan, '${f.rows.get(14)!.api_key}'`);
@@ -430,9 +405,7 @@ describe('notifications', () => {
       const all = [...got, ...more];
       expect(all.filter((m) => m.type === 'A')).toHaveLength(2);
       expect(leaks(wireText(all))).toBeUndefined();
-    } finally {
-      s.client.destroy();
-    }
+    });
   });
 });
 
@@ -487,15 +460,12 @@ describe('shapes of results', () => {
   });
 
   it('a large result set split across many TCP chunks', async () => {
-    const s = await open();
-    try {
+    await withSession(open(), async (s) => {
       const got = await roundTrip(s, serialize.query(`select u.*, n from ${S()}.users u, generate_series(1, 400) as g(n)`));
       expect(dataRows(got)).toHaveLength(40 * 400);
       expect(leaks(wireText(got))).toBeUndefined();
       await expectUsable(s);
-    } finally {
-      s.client.destroy();
-    }
+    });
   });
 
   it('a value just under max_value_bytes with a secret at its very end is still scanned', async () => {

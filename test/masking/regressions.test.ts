@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { serialize } from 'pg-protocol';
 import { psql } from '../support/clients.js';
 import { startMaskingFixture, type MaskingFixture } from './fixture.js';
-import { openAs, roundTrip } from './wire-helpers.js';
+import { openAs, roundTrip, withSession } from './wire-helpers.js';
 
 /**
  * Ways raw values got out in earlier versions, found by probing the
@@ -98,8 +98,7 @@ describe.each(['deny', 'mask'] as const)('with indirect: %s', (mode) => {
 describe('layouts and catalogs that change under a session', () => {
   it('a FETCH described once is not trusted after its cursor was redeclared: rows of unknown layout are masked whole', async () => {
     const f = fixtures.deny!;
-    const s = await openAs(f);
-    try {
+    await withSession(openAs(f), async (s) => {
       await roundTrip(s, serialize.query(`begin; declare c cursor for select name from ${f.schema}.users order by id`));
       const described = await roundTrip(s, serialize.parse({ name: 'f1', text: 'fetch all from c', types: [] }), serialize.describe({ type: 'S', name: 'f1' }), serialize.sync());
       expect(described.map((m) => m.type)).toContain('T');
@@ -109,9 +108,7 @@ describe('layouts and catalogs that change under a session', () => {
       expect(data).toHaveLength(40);
       expect(Buffer.concat(data.map((m) => m.payload)).toString('latin1')).not.toContain('correct-horse');
       await roundTrip(s, serialize.query('rollback'));
-    } finally {
-      s.client.destroy();
-    }
+    });
   });
 
   it('COPY of a table with a generated column masks the right fields', async () => {
@@ -189,17 +186,14 @@ describe('second probe round', () => {
 
   it('keeps what it knows of a named statement when a Parse that tried to redefine it fails', async () => {
     const f = fixtures.deny!;
-    const s = await openAs(f);
-    try {
+    await withSession(openAs(f), async (s) => {
       await roundTrip(s, serialize.parse({ name: 'b', text: `select id, name from ${f.schema}.users where id = 4`, types: [] }), serialize.describe({ type: 'S', name: 'b' }), serialize.sync());
       const again = await roundTrip(s, serialize.parse({ name: 'b', text: 'select 1', types: [] }), serialize.sync());
       expect(again.some((m) => m.type === 'E')).toBe(true);
       const run = await roundTrip(s, serialize.bind({ statement: 'b', portal: '' }), serialize.execute({ portal: '' }), serialize.sync());
       const row = run.find((m) => m.type === 'D')!;
       expect(row.payload.toString('latin1')).toContain('User 4');
-    } finally {
-      s.client.destroy();
-    }
+    });
   });
 });
 

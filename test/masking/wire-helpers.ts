@@ -9,6 +9,16 @@ export function openAs(f: MaskingFixture, grant = 'read', token = f.tokens.ci): 
 }
 
 /** Sends frontend messages in one write and reads the answers up to ReadyForQuery. */
+/** Runs `body` on a session opened by `opening`, and closes the session whatever happens. */
+export async function withSession<T>(opening: Promise<Session>, body: (s: Session) => Promise<T>): Promise<T> {
+  const s = await opening;
+  try {
+    return await body(s);
+  } finally {
+    s.client.destroy();
+  }
+}
+
 export async function roundTrip(s: Session, ...msgs: Buffer[]): Promise<BackendMessage[]> {
   s.client.write(Buffer.concat(msgs));
   return s.client.until('Z', 20_000);

@@ -4,7 +4,7 @@ import { maskText, REDACTED } from '../../src/masking/strategies.js';
 import { psql } from '../support/clients.js';
 import type { BackendMessage } from '../support/raw-client.js';
 import { startMaskingFixture, ROWS, type MaskingFixture, type UserRow } from './fixture.js';
-import { openAs, roundTrip, textRows } from './wire-helpers.js';
+import { openAs, roundTrip, textRows, withSession } from './wire-helpers.js';
 
 let f: MaskingFixture;
 let key: Buffer;
@@ -100,8 +100,7 @@ describe('results by column origin', () => {
 
 describe('rows without a RowDescription of their own', () => {
   it('a prepared statement executed again without Describe, and a portal resumed after PortalSuspended, stay masked', async () => {
-    const s = await openAs(f);
-    try {
+    await withSession(openAs(f), async (s) => {
       const sql = `select id, email, name from ${f.schema}.users where id <= $1 order by id`;
       const prepared = await roundTrip(s, serialize.parse({ name: 'p1', text: sql, types: [] }), serialize.describe({ type: 'S', name: 'p1' }), serialize.sync());
       expect(prepared.map((m) => m.type)).toEqual(['1', 't', 'T', 'Z']);
@@ -120,14 +119,11 @@ describe('rows without a RowDescription of their own', () => {
       await roundTrip(s, serialize.query('commit'));
       const emails = [...textRows(first), ...textRows(rest)].map((r) => r[1]);
       expect(emails).toEqual([1, 2, 3, 4, 5, 6].map((i) => hash(f.rows.get(i)!.email)));
-    } finally {
-      s.client.destroy();
-    }
+    });
   });
 
   it('a portal bound without any Describe has every value masked', async () => {
-    const s = await openAs(f);
-    try {
+    await withSession(openAs(f), async (s) => {
       const got = await roundTrip(
         s,
         serialize.parse({ name: '', text: `select id, name from ${f.schema}.users where id = 1`, types: [] }),
@@ -136,9 +132,7 @@ describe('rows without a RowDescription of their own', () => {
         serialize.sync(),
       );
       expect(textRows(got)).toEqual([[null, null]]);
-    } finally {
-      s.client.destroy();
-    }
+    });
   });
 });
 
