@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
+import type { UserRow } from './fixture.js';
 
 /** One encoding of a secret an attacker could ask PostgreSQL for; `fold` matches it case-insensitively. */
 export interface SecretForm {
@@ -15,6 +16,17 @@ export interface LabelledSecret {
 }
 
 /** Returns what leaked from `output` (see `leakScanner`), or undefined. */
+/** Every secret the masking fixture's rows hold: e-mails, passwords, API keys, cards, and e-mails inside notes. */
+export function fixtureSecrets(rows: Iterable<UserRow>): string[] {
+  const out: string[] = [];
+  for (const r of rows) {
+    out.push(r.email, r.password, r.api_key, r.card);
+    const inNote = /ops\d+@corp\.example\.org/.exec(r.note)?.[0];
+    if (inNote) out.push(inNote);
+  }
+  return [...new Set(out)];
+}
+
 export type LeakScan = (output: string) => string | undefined;
 
 const INT4_MIN = -(2 ** 31);

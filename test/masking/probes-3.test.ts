@@ -6,7 +6,7 @@ import { maskText, REDACTED } from '../../src/masking/strategies.js';
 import { psql } from '../support/clients.js';
 import type { Session } from '../support/raw-client.js';
 import { startMaskingFixture, type MaskingFixture } from './fixture.js';
-import { errorText, leakScanner, resultText, type LeakScan } from './leak-scan.js';
+import { errorText, fixtureSecrets, leakScanner, resultText, type LeakScan } from './leak-scan.js';
 import { openAs, roundTrip, textRows, wireText, withSession } from './wire-helpers.js';
 
 /**
@@ -62,13 +62,7 @@ beforeAll(async () => {
   f = await startMaskingFixture();
   key = f.t.gw.keyring.secret('masking');
   await f.su.query(`analyze ${S()}.users`);
-  const secrets = [...f.rows.values()].flatMap((r) => [r.email, r.password, r.api_key]);
-  for (const r of f.rows.values()) {
-    const m = /ops\d+@corp\.example\.org/.exec(r.note)?.[0];
-    if (m) secrets.push(m);
-  }
-  secrets.push('4111 1111 1111 1111', '5500-0000-0000-0004', WRITTEN.email, WRITTEN.password);
-  leaks = leakScanner(secrets);
+  leaks = leakScanner([...fixtureSecrets(f.rows.values()), WRITTEN.email, WRITTEN.password]);
 });
 afterEach(async () => {
   await f.closeClients();

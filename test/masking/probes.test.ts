@@ -5,7 +5,7 @@ import { maskText, REDACTED } from '../../src/masking/strategies.js';
 import { psql } from '../support/clients.js';
 import { CLOSED, type BackendMessage, type Session } from '../support/raw-client.js';
 import { startMaskingFixture, type MaskingFixture } from './fixture.js';
-import { errorText, leakScanner, resultText, type LeakScan } from './leak-scan.js';
+import { errorText, fixtureSecrets, leakScanner, resultText, type LeakScan } from './leak-scan.js';
 import { dataRows, expectUsable, openAs, roundTrip, textRows, wireText, withSession } from './wire-helpers.js';
 
 /**
@@ -91,9 +91,7 @@ beforeAll(async () => {
       end $$;
     create trigger shout before update on ${S()}.users for each row execute function ${S()}.shout();
   `);
-  const secrets = [...f.rows.values()].flatMap((r) => [r.email, r.password, r.api_key]);
-  secrets.push('4111 1111 1111 1111', '5500-0000-0000-0004', DOC.email, DOC.ghp, DOC.jwt, String(DOC.pin), DOC.part, 'probe-written-pw-1', 'probe-written@example.com');
-  leaks = leakScanner(secrets);
+  leaks = leakScanner([...fixtureSecrets(f.rows.values()), DOC.email, DOC.ghp, DOC.jwt, String(DOC.pin), DOC.part, 'probe-written-pw-1', 'probe-written@example.com']);
 });
 afterEach(async () => {
   await f.closeClients();
