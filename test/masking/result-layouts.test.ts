@@ -30,7 +30,7 @@ function layouts(): { l: ResultLayouts; calls: TaggedPlan[]; plan: () => { field
 
 const A: StatementOutput = { maskAll: false, stableShape: true };
 const B: StatementOutput = { maskAll: true, stableShape: true };
-const C: StatementOutput = { maskAll: false, copy: { columns: ['x'] } };
+const C: StatementOutput = { maskAll: false, copy: { format: { kind: 'binary' }, every: { typeOid: 25, format: 1, detect: false } } };
 /** A FETCH or EXECUTE: its shape may differ from what a Describe of the statement said. */
 const UNSTABLE: StatementOutput = { maskAll: false, stableShape: false };
 

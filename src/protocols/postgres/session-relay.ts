@@ -21,7 +21,8 @@ import type { PostgresAdapterContext } from './context.js';
 import { redactPasswordLiterals } from '../../masking/statement-text.js';
 import { StreamSplicer, type Splice } from './splicer.js';
 import { StatementTracker, type StatementEnd, type StatementStart } from './statement-tracker.js';
-import { MASKED_MESSAGE_TYPES, VALUE_MESSAGE_TYPES, type MaskingOutput, type SessionMasker } from './masking/session-masker.js';
+import { MASKED_MESSAGE_TYPES, VALUE_MESSAGE_TYPES, type SessionMasker } from './masking/session-masker.js';
+import type { StatementOutput } from './masking/result-layouts.js';
 
 export interface SessionInit {
   readonly id: string;
@@ -402,7 +403,7 @@ export class PostgresSession implements Session {
    * judged before any is sent; an EXECUTE is judged with the body its
    * PREPARE had.
    */
-  private judge(text: string): Verdict & { changes?: PreparedChange[]; outputs?: MaskingOutput[] } {
+  private judge(text: string): Verdict & { changes?: PreparedChange[]; outputs?: StatementOutput[] } {
     const c = classifyCached(text);
     if (!c.ok) return judgeUnparseable(c.message);
     // An EXECUTE sees the newest body its name was given: earlier in this message, then sent but unconfirmed, then confirmed.
@@ -447,7 +448,7 @@ export class PostgresSession implements Session {
   }
 
   /** judge(), or undefined when the frame must wait for a catalog reload (it is stashed and handled again after). */
-  private judgeOrStash(text: string, frame: Frame): (Verdict & { changes?: PreparedChange[]; outputs?: MaskingOutput[] }) | undefined {
+  private judgeOrStash(text: string, frame: Frame): (Verdict & { changes?: PreparedChange[]; outputs?: StatementOutput[] }) | undefined {
     try {
       return this.judge(text);
     } catch (err) {

@@ -1,5 +1,5 @@
 import type { FieldDescription } from '../codec/backend-parser.js';
-import type { RowPlan } from './row-plan.js';
+import type { CopyPlan, RowPlan } from './row-plan.js';
 
 /** What the guard decided about one statement's output, carried until its rows arrive. */
 export interface StatementOutput {
@@ -12,7 +12,7 @@ export interface StatementOutput {
    */
   readonly stableShape?: boolean;
   /** COPY TO: how its rows are laid out and masked (undefined: mask every field). */
-  readonly copy?: unknown;
+  readonly copy?: CopyPlan;
 }
 
 interface Prepared {

@@ -1,4 +1,5 @@
 import type { FieldDescription } from '../codec/backend-parser.js';
+import type { CopyFormat } from './copy-rows.js';
 import type { MaskedColumns } from '../../../masking/resolve.js';
 import type { StrategySpec } from '../../../masking/strategies.js';
 
@@ -14,6 +15,13 @@ export interface ColumnPlan {
   readonly whole?: boolean;
   /** Detectors scan its values. */
   readonly detect: boolean;
+}
+
+/** How a COPY TO's rows are masked: per column when its columns are known, else `every` for all. */
+export interface CopyPlan {
+  readonly format: CopyFormat;
+  readonly columns?: readonly ColumnPlan[];
+  readonly every: ColumnPlan;
 }
 
 export interface RowPlan {

@@ -14,18 +14,7 @@ import type { CatalogCache } from './catalog-cache.js';
 import { CSV_DEFAULTS, CopyRowMasker, KEEP, TEXT_DEFAULTS, type CopyFormat } from './copy-rows.js';
 import { maskDataRow, maskValue, type CellContext } from './data-row.js';
 import { ResultLayouts, type StatementOutput } from './result-layouts.js';
-import { planRows, type ColumnPlan } from './row-plan.js';
-
-/** How a COPY TO's rows are masked: per column when its columns are known, else `every` for all. */
-export interface CopyPlan {
-  readonly format: CopyFormat;
-  readonly columns?: readonly ColumnPlan[];
-  readonly every: ColumnPlan;
-}
-
-export interface MaskingOutput extends StatementOutput {
-  readonly copy?: CopyPlan;
-}
+import { planRows, type ColumnPlan, type CopyPlan } from './row-plan.js';
 
 /** Backend messages a masked session must see whole, beyond what the relay itself reads. */
 export const MASKED_MESSAGE_TYPES: readonly number[] = [
@@ -131,11 +120,11 @@ export class SessionMasker {
     return any;
   }
 
-  judge(statements: readonly StatementFacts[]): { verdict: MaskVerdict; outputs: MaskingOutput[] } {
+  judge(statements: readonly StatementFacts[]): { verdict: MaskVerdict; outputs: StatementOutput[] } {
     const masked = this.current();
     const verdict = judgeMasking(statements, masked);
     const maskAll = verdict.action === 'allow' && verdict.maskAll;
-    const outputs = statements.map((f): MaskingOutput => {
+    const outputs = statements.map((f): StatementOutput => {
       const facts = f.kind === 'execute' && f.body ? f.body : f;
       const copy = facts.kind === 'copy.out' ? this.copyPlan(facts, maskAll) : undefined;
       const stableShape = STABLE_SHAPE.has(f.kind) && !(f.effects ?? []).includes('declare_cursor');
@@ -238,7 +227,7 @@ export class SessionMasker {
         return undefined;
       case BE.CopyOutResponse: {
         l.copyOut();
-        const plan = (l.copyOutput() as MaskingOutput | undefined)?.copy;
+        const plan = l.copyOutput()?.copy;
         // A COPY nobody planned for (a function's COPY, an unexpected response) has every field masked.
         const format: CopyFormat = plan?.format ?? (payload[0] === 1 ? { kind: 'binary' } : TEXT_DEFAULTS);
         const column = (i: number): ColumnPlan | undefined => (plan ? (plan.columns?.[i] ?? plan.every) : undefined);
