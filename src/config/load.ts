@@ -71,7 +71,9 @@ function crossCheck(cfg: SluiceConfig): void {
     issuerNames.add(iss.name);
   });
   cfg.policies.forEach((p, i) => {
-    if (p.masking) {
+    if (p.approval || p.access) {
+      issues.push(...approvalPolicyIssues(p, `policies[${i}]`));
+    } else if (p.masking) {
       issues.push(...maskingPolicyIssues(p, `policies[${i}]`));
     } else if (p.statements) {
       issues.push(...statementRuleIssues(p, `policies[${i}]`));
@@ -159,6 +161,30 @@ function maskingPolicyIssues(p: PolicyConfig, at: string): { path: string; messa
     if (p[key] !== undefined) issues.push({ path: `${at}.${key}`, message: `a masking policy only masks; put ${key} in a policy of its own` });
   }
   if (p.effect === 'deny') issues.push({ path: `${at}.effect`, message: 'masking has no deny effect; leave effect out' });
+  return issues;
+}
+
+const ROW_COUNTED_KINDS = new Set(['delete', 'update', 'merge']);
+
+/**
+ * An approval or access policy only says what needs a human decision and who
+ * decides; it opens nothing by itself, so it carries none of the keys that do,
+ * and deny has no meaning for it.
+ */
+function approvalPolicyIssues(p: PolicyConfig, at: string): { path: string; message: string }[] {
+  const issues: { path: string; message: string }[] = [];
+  const what = p.approval ? 'approval' : 'access';
+  if (p.approval && p.access) issues.push({ path: `${at}.access`, message: 'a policy holds statements (approval) or grants time-boxed access (access), not both' });
+  if (p.resources === undefined) issues.push({ path: `${at}.resources`, message: `${what} goes with resources` });
+  for (const key of ['grants', 'statements', 'permissions', 'masking', 'max_session_duration'] as const) {
+    if (p[key] !== undefined) issues.push({ path: `${at}.${key}`, message: `an ${what} policy only names what needs a decision; put ${key} in a policy of its own` });
+  }
+  if (p.effect === 'deny') issues.push({ path: `${at}.effect`, message: `${what} has no deny effect; leave effect out` });
+  const rows = p.approval?.rows_over;
+  const kinds = p.approval?.statements.kinds;
+  if (rows !== undefined && (kinds === undefined || kinds.some((k) => !ROW_COUNTED_KINDS.has(k)))) {
+    issues.push({ path: `${at}.approval.statements.kinds`, message: 'rows_over counts rows changed: list only delete, update and merge in kinds' });
+  }
   return issues;
 }
 

@@ -70,8 +70,27 @@ const httpListener = z.strictObject({
   tls: z.boolean().default(false).meta({ description: 'Serve the HTTP API over the server TLS certificate.' }),
 });
 
+const webhookTarget = z.strictObject({
+  name: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, { message: 'expected a lowercase name: letters, digits, - and _' }).meta({ description: 'Named in logs and metrics.' }),
+  url: z.url().meta({ description: 'Where the JSON payload is POSTed.' }),
+  secret: secretRef.meta({ description: 'HMAC-SHA256 key of the X-Sluice-Signature header (reference).' }),
+});
+
+const slackTarget = z.strictObject({
+  name: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, { message: 'expected a lowercase name: letters, digits, - and _' }).meta({ description: 'Named in logs and metrics.' }),
+  url: secretRef.meta({ description: 'Slack incoming-webhook URL (reference: the URL itself is the credential).' }),
+});
+
+const notifications = z.strictObject({
+  webhooks: z.array(webhookTarget).default([]).meta({ description: 'Signed JSON webhooks told of every approval request and decision.' }),
+  slack: z.array(slackTarget).default([]).meta({ description: 'Slack-compatible incoming webhooks told of every approval request and decision.' }),
+  max_attempts: z.number().int().min(1).max(20).default(6).meta({ description: 'Deliveries per notification before it is given up (logged and counted).' }),
+  timeout: durationKey(5, 'Timeout of one delivery attempt.'),
+});
+
 const server = z.strictObject({
-  public_url: z.url().optional().meta({ description: 'Base URL people and tools use to reach Sluice.' }),
+  public_url: z.url().optional().meta({ description: 'Base URL people and tools use to reach Sluice; approval links are built from it.' }),
+  notifications: notifications.prefault({}),
   postgres: postgresListener.prefault({}),
   http: httpListener.prefault({}),
   tls: tlsFiles.prefault({}),
@@ -119,6 +138,13 @@ const issuer = z.strictObject({
   jwks_cache: durationKey(600, 'How long fetched keys are trusted before they are fetched again.'),
   jwks_cooldown: durationKey(30, 'Least time between JWKS refetches on an unknown kid.'),
   http_timeout: durationKey(5, 'Timeout for discovery and JWKS requests.'),
+  login: z
+    .strictObject({
+      client_id: z.string().min(1).meta({ description: 'OAuth client id of the sluice CLI at this issuer: a public client (no secret) allowed the authorization code flow with PKCE and a loopback redirect, and the device flow.' }),
+      scopes: z.array(z.string().min(1)).min(1).default(['openid']).meta({ description: 'Scopes `sluice login` asks for.' }),
+    })
+    .optional()
+    .meta({ description: 'Lets people get a token for this issuer with `sluice login`; published unauthenticated at /api/v1/login.' }),
 });
 
 const devIssuer = z.strictObject({
@@ -281,7 +307,45 @@ const masking = z
   .refine((m) => m.columns.length > 0 || m.detectors !== undefined, { message: 'name columns, detectors, or both' })
   .meta({ description: 'Data masking for principals this policy matches (when may be {} for everyone), except the exempt.' });
 
-const permission = z.enum(['audit:read', 'sessions:read', 'sessions:terminate']);
+const approverFields = {
+  approvers: z
+    .array(principalMatch)
+    .min(1)
+    .meta({ description: 'Who may decide (any entry matches). The requester never may, even when listed.' }),
+  required: z.number().int().min(1).max(10).default(1).meta({ description: 'Distinct approvers needed; one denial denies.' }),
+  request_ttl: durationKey('15m', 'How long a request stays open for a decision.'),
+};
+
+const approval = z
+  .strictObject({
+    statements: statementRule.meta({ description: 'Which statements are held: every given field must match (kinds, tables, functions, opaque).' }),
+    rows_over: z
+      .number()
+      .int()
+      .min(0)
+      .optional()
+      .meta({ description: 'DELETE, UPDATE and MERGE only: hold only when the statement would change more rows than this. Sluice measures inside a savepoint.' }),
+    mode: z
+      .enum(['wait', 'fail_fast'])
+      .default('wait')
+      .meta({ description: 'wait: the session waits for the decision (psql). fail_fast: the statement fails naming the request; re-running it after approval runs it once (pipelines).' }),
+    approval_ttl: durationKey('1h', 'fail_fast: how long an approval may be used by a re-run.'),
+    ...approverFields,
+  })
+  .meta({ description: 'Hold matching statements for a human decision. An approval only releases a statement the session grant allows.' });
+
+const access = z
+  .strictObject({
+    grants: z.array(grantName).min(1).meta({ description: 'Grants that may be requested on the resources.' }),
+    max_duration: duration
+      .refine((s) => s > 0, { message: 'expected a duration above zero' })
+      .default(8 * 3600)
+      .meta({ description: 'Longest time a request may ask for. Duration: seconds, or "30m", "2h", "1d".', durationDefault: '8h' }),
+    ...approverFields,
+  })
+  .meta({ description: 'Time-boxed access: principals this policy matches may request these grants for a while; once approved, their sessions may use them until the time is up.' });
+
+const permission = z.enum(['audit:read', 'sessions:read', 'sessions:terminate', 'approvals:read']);
 export type Permission = z.infer<typeof permission>;
 
 const policy = z.strictObject({
@@ -295,8 +359,10 @@ const policy = z.strictObject({
     .array(permission)
     .min(1)
     .optional()
-    .meta({ description: 'Sluice API permissions: audit:read, sessions:read, sessions:terminate.' }),
+    .meta({ description: 'Sluice API permissions: audit:read, sessions:read, sessions:terminate, approvals:read (see every approval request).' }),
   masking: masking.optional(),
+  approval: approval.optional(),
+  access: access.optional(),
   max_session_duration: duration
     .refine((s) => s > 0, { message: 'expected a duration above zero' })
     .optional()
@@ -319,3 +385,6 @@ export type IssuerConfig = SluiceConfig['identity']['issuers'][number];
 export type PrincipalMatch = PolicyConfig['when'];
 export type StatementRuleConfig = NonNullable<PolicyConfig['statements']>;
 export type MaskingConfig = NonNullable<PolicyConfig['masking']>;
+export type ApprovalRuleConfig = NonNullable<PolicyConfig['approval']>;
+export type AccessRuleConfig = NonNullable<PolicyConfig['access']>;
+export type NotificationsConfig = SluiceConfig['server']['notifications'];

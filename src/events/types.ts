@@ -8,6 +8,11 @@ export type AuditEventType =
   | 'statement.started'
   | 'statement.completed'
   | 'statement.denied'
+  | 'approval.requested'
+  | 'approval.decided'
+  | 'approval.used'
+  | 'approval.cancelled'
+  | 'approval.expired'
   | 'config.reloaded'
   | 'config.rejected';
 

@@ -141,7 +141,7 @@ export function statementRulesFor(policies: readonly PolicyConfig[], principal: 
 }
 
 /** Every given field must match; lists match on any entry. */
-function ruleMatches(rule: StatementRuleConfig, facts: StatementFacts): boolean {
+export function ruleMatches(rule: StatementRuleConfig, facts: StatementFacts): boolean {
   let constrained = false;
   if (rule.kinds !== undefined) {
     constrained = true;

@@ -1,6 +1,7 @@
 export type { StatementFacts, StatementKind } from './facts.js';
 export {
   effectiveKinds,
+  ruleMatches,
   GRANTS_RULE,
   judgeStatement,
   judgeStatements,

@@ -15,7 +15,10 @@ import { initSqlParser } from '../sql/index.js';
 import { authorizeSession } from './authorize-session.js';
 import { CatalogCache } from '../protocols/postgres/masking/catalog-cache.js';
 import { maskingPlanFor, maskingPlanKey } from '../masking/rules.js';
-import { buildState, serverTlsPems } from './build-state.js';
+import { buildState, publicUrl, serverTlsPems } from './build-state.js';
+import { ApprovalService } from '../approvals/service.js';
+import { SqliteApprovalStore } from '../approvals/sqlite-approval-store.js';
+import { decidePermission } from '../policy/index.js';
 import type { GatewayState } from './state.js';
 
 export interface GatewayOptions {
@@ -43,6 +46,8 @@ export class Gateway {
   readonly store: SqliteAuditStore;
   readonly events: EventPipeline;
   readonly keyring: Keyring;
+  readonly approvals: ApprovalService;
+  private readonly approvalStore: SqliteApprovalStore;
   postgresAddress = { host: '', port: 0 };
   httpAddress = { host: '', port: 0 };
   private current: GatewayState;
@@ -53,12 +58,28 @@ export class Gateway {
   private reloading: Promise<ReloadResult> | undefined;
   private reloadAgain: Promise<ReloadResult> | undefined;
 
-  private constructor(private readonly opts: GatewayOptions, state: GatewayState, keyring: Keyring, store: SqliteAuditStore, https?: { cert: string; key: string }) {
+  private constructor(
+    private readonly opts: GatewayOptions,
+    state: GatewayState,
+    keyring: Keyring,
+    store: SqliteAuditStore,
+    approvalStore: SqliteApprovalStore,
+    https?: { cert: string; key: string },
+  ) {
     this.log = opts.log ?? createLogger(opts.config.server.log_level);
     this.current = state;
     this.keyring = keyring;
     this.store = store;
     this.events = new EventPipeline(store);
+    this.approvalStore = approvalStore;
+    this.approvals = new ApprovalService({
+      store: approvalStore,
+      events: this.events,
+      policies: () => this.current.config.policies,
+      baseUrl: () => publicUrl(this.current.config),
+      log: this.log,
+      seesAll: (p) => decidePermission(this.current.config.policies, p, 'approvals:read').allowed,
+    });
     const ctx = {
       log: this.log,
       registry: this.registry,
@@ -67,6 +88,7 @@ export class Gateway {
       state: () => this.current,
       catalogs: new CatalogCache(),
       maskingKey: keyring.secret('masking'),
+      approvals: this.approvals,
     };
     this.postgres = new PostgresListener(ctx);
     this.http = createHttpServer({
@@ -76,6 +98,7 @@ export class Gateway {
       metrics: this.metrics,
       jwks: () => keyring.jwks(),
       notReady: () => this.notReady(),
+      approvals: this.approvals,
       https,
       log: this.log,
     });
@@ -87,10 +110,14 @@ export class Gateway {
     await initSqlParser();
     const keyring = await Keyring.load(cfg.keys, cfg.store.data_dir);
     const state = await buildState(cfg, keyring);
-    const store = SqliteAuditStore.open({ path: cfg.store.path ?? join(cfg.store.data_dir, 'sluice.db'), synchronous: cfg.store.synchronous, busyTimeoutMs: cfg.store.busy_timeout * 1000 });
+    const storePath = cfg.store.path ?? join(cfg.store.data_dir, 'sluice.db');
+    const storeOptions = { synchronous: cfg.store.synchronous, busyTimeoutMs: cfg.store.busy_timeout * 1000 };
+    const store = SqliteAuditStore.open({ path: storePath, ...storeOptions });
+    const approvalStore = SqliteApprovalStore.open(storePath, storeOptions);
     const https = cfg.server.http.tls ? await serverTlsPems(cfg) : undefined;
-    const gw = new Gateway(opts, state, keyring, store, https);
+    const gw = new Gateway(opts, state, keyring, store, approvalStore, https);
     try {
+      await gw.approvals.recover();
       gw.postgresAddress = await gw.postgres.listen(cfg.server.postgres.listen);
       await gw.http.listen(parseHostPort(cfg.server.http.listen));
       const a = gw.http.server.address();
@@ -208,6 +235,8 @@ export class Gateway {
     void this.postgres.stopAccepting().catch(() => undefined);
     await this.postgres.drain(graceSeconds * 1000);
     await this.http.close().catch(() => undefined);
+    this.approvals.close();
+    this.approvalStore.close();
     await this.store.close();
     this.log.info('sluice stopped');
   }

@@ -8,6 +8,7 @@ import type { SessionRegistry } from '../sessions/registry.js';
 import { bearerAuth, requirePermission, sendError } from './api-auth.js';
 import { auditRoutes } from './routes/audit.js';
 import { sessionRoutes } from './routes/sessions.js';
+import type { ApprovalService } from '../approvals/service.js';
 
 export interface HttpDeps {
   readonly state: () => GatewayState;
@@ -17,6 +18,7 @@ export interface HttpDeps {
   readonly jwks: () => { keys: JWK[] };
   /** Reasons the gateway is not ready; empty when ready. */
   readonly notReady: () => string[];
+  readonly approvals: ApprovalService;
   readonly https?: { cert: string; key: string };
   /** Where unexpected errors go; the client is only told to look here. */
   readonly log?: Logger;

@@ -63,4 +63,63 @@ BEGIN
 END;
 `,
   },
+  {
+    version: 2,
+    name: 'approvals',
+    // A request and each decision on it are separate append-only rows tied by
+    // the request id; the state is computed from them, never stored. The
+    // unique indexes make a replayed vote and a second use of a statement
+    // approval fail inside the database, whichever process or connection
+    // tries, so "runs exactly once" does not depend on one process's memory.
+    up: `
+CREATE TABLE approval_requests (
+  id TEXT PRIMARY KEY,
+  kind TEXT NOT NULL CHECK (kind IN ('statement', 'access')),
+  rule TEXT NOT NULL,
+  resource TEXT NOT NULL,
+  requester_issuer TEXT NOT NULL,
+  requester_subject TEXT NOT NULL,
+  statement_hash TEXT,
+  created_at TEXT NOT NULL,
+  expires_at TEXT NOT NULL,
+  data TEXT NOT NULL
+);
+CREATE INDEX approval_requests_hash ON approval_requests (statement_hash, requester_issuer, requester_subject);
+CREATE INDEX approval_requests_created ON approval_requests (created_at);
+CREATE INDEX approval_requests_requester ON approval_requests (requester_issuer, requester_subject, kind);
+
+CREATE TABLE approval_events (
+  id INTEGER PRIMARY KEY,
+  request_id TEXT NOT NULL REFERENCES approval_requests (id),
+  type TEXT NOT NULL CHECK (type IN ('approve', 'deny', 'use', 'cancel', 'expire')),
+  by_issuer TEXT,
+  by_subject TEXT,
+  by_kind TEXT,
+  reason TEXT,
+  time TEXT NOT NULL,
+  data TEXT
+);
+CREATE INDEX approval_events_request ON approval_events (request_id, id);
+CREATE UNIQUE INDEX approval_events_one_vote ON approval_events (request_id, by_issuer, by_subject) WHERE type IN ('approve', 'deny');
+CREATE UNIQUE INDEX approval_events_one_use ON approval_events (request_id) WHERE type = 'use';
+CREATE UNIQUE INDEX approval_events_one_end ON approval_events (request_id) WHERE type IN ('cancel', 'expire');
+
+CREATE TRIGGER approval_requests_no_update BEFORE UPDATE ON approval_requests
+BEGIN
+  SELECT RAISE(ABORT, 'approval requests are append-only: UPDATE is not allowed');
+END;
+CREATE TRIGGER approval_requests_no_delete BEFORE DELETE ON approval_requests
+BEGIN
+  SELECT RAISE(ABORT, 'approval requests are append-only: DELETE is not allowed');
+END;
+CREATE TRIGGER approval_events_no_update BEFORE UPDATE ON approval_events
+BEGIN
+  SELECT RAISE(ABORT, 'approval events are append-only: UPDATE is not allowed');
+END;
+CREATE TRIGGER approval_events_no_delete BEFORE DELETE ON approval_events
+BEGIN
+  SELECT RAISE(ABORT, 'approval events are append-only: DELETE is not allowed');
+END;
+`,
+  },
 ];

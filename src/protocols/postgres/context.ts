@@ -4,6 +4,7 @@ import type { GatewayMetrics } from '../../observability/metrics.js';
 import type { GatewayState } from '../../runtime/state.js';
 import type { SessionRegistry } from '../../sessions/registry.js';
 import type { CatalogCache } from './masking/catalog-cache.js';
+import type { ApprovalService } from '../../approvals/service.js';
 
 /** What the PostgreSQL adapter needs from the rest of Sluice. */
 export interface PostgresAdapterContext {
@@ -17,4 +18,6 @@ export interface PostgresAdapterContext {
   readonly catalogs: CatalogCache;
   /** HMAC key of the hash masking strategy. */
   readonly maskingKey: Buffer;
+  /** Approval requests: held statements and time-boxed grants. */
+  readonly approvals: ApprovalService;
 }
