@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { AccessRuleConfig, ApprovalRuleConfig, GrantName, PolicyConfig } from '../config/schema.js';
 import { ruleMatches } from '../guard/index.js';
 import type { Principal, PrincipalRef } from '../identity/principal.js';
-import { byCodeUnits, showName } from '../policy/format.js';
+import { byCodeUnits, showName, showPolicy } from '../policy/format.js';
 import { matchesPrincipal } from '../policy/match.js';
 import type { StatementFacts } from '../sql/index.js';
 import type { ApprovalRequest, Requester } from './types.js';
@@ -52,13 +52,13 @@ export function mayDecide(policies: readonly PolicyConfig[], request: ApprovalRe
   const p = policies.find((x) => x.name === request.rule && (request.kind === 'statement' ? x.approval : x.access) !== undefined);
   const rule = request.kind === 'statement' ? p?.approval : p?.access;
   if (!p || !rule) {
-    return { ok: false, code: 'rule_gone', message: `policy ${showName(request.rule)} no longer holds ${request.kind === 'statement' ? 'statements' : 'access requests'}; the request cannot be decided` };
+    return { ok: false, code: 'rule_gone', message: `policy ${showPolicy(request.rule)} no longer holds ${request.kind === 'statement' ? 'statements' : 'access requests'}; the request cannot be decided` };
   }
   if (principal.issuer === request.requester.issuer && principal.subject === request.requester.subject) {
     return { ok: false, code: 'self_approval', message: `${showName(principal.subject)} made request ${request.id} and cannot decide it; ask another approver` };
   }
   if (!rule.approvers.some((m) => matchesPrincipal(m, principal))) {
-    return { ok: false, code: 'not_approver', message: `${showName(principal.subject)} is not an approver under policy ${showName(p.name)}` };
+    return { ok: false, code: 'not_approver', message: `${showName(principal.subject)} is not an approver under policy ${showPolicy(p.name)}` };
   }
   return { ok: true };
 }
@@ -94,11 +94,12 @@ export function accessRuleFor(
 
 /**
  * What a fail-fast re-run must match to use an approval: the same principal,
- * resource, statement text and parameters, byte for byte.
+ * resource, statement text (as sent, before any redaction) and parameter
+ * bytes (by their digest).
  */
-export function statementHash(requester: PrincipalRef, resource: string, text: string, params: readonly (string | null)[] | undefined): string {
+export function statementHash(requester: PrincipalRef, resource: string, text: string, paramsDigest: string | undefined): string {
   return createHash('sha256')
-    .update(JSON.stringify([requester.issuer, requester.subject, resource, text, params ?? null]))
+    .update(JSON.stringify([requester.issuer, requester.subject, resource, text, paramsDigest ?? null]))
     .digest('hex');
 }
 

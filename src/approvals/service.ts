@@ -34,11 +34,20 @@ export interface StatementHoldInput {
   readonly hold: Hold;
   readonly sessionId: string;
   readonly grant: GrantName;
+  /** The statement as the audit log records it (password literals redacted): what approvers see. */
   readonly text: string;
+  /** The statement exactly as sent and the digest of its parameter bytes: what the approval is bound to. */
+  readonly exact: StatementIdentity;
   readonly params?: readonly (string | null)[];
   readonly facts: StatementDetails['facts'];
   readonly rows?: number;
   readonly justification?: string;
+}
+
+/** The exact statement an approval is bound to. */
+export interface StatementIdentity {
+  readonly text: string;
+  readonly paramsDigest?: string;
 }
 
 export interface AccessRequestInput {
@@ -100,7 +109,7 @@ export class ApprovalService {
         grant: input.grant,
         text: input.text,
         ...(input.params ? { params: input.params } : {}),
-        hash: statementHash(requester, input.resource, input.text, input.params),
+        hash: statementHash(requester, input.resource, input.exact.text, input.exact.paramsDigest),
         mode: input.hold.rule.mode,
         facts: input.facts,
         ...(input.rows !== undefined ? { rows: input.rows } : {}),
@@ -134,8 +143,8 @@ export class ApprovalService {
   }
 
   /** The newest still-pending fail-fast request for this exact statement, so a re-run before the decision does not open another. */
-  pendingFor(principal: Principal, resource: string, text: string, params: readonly (string | null)[] | undefined): ApprovalStatus | undefined {
-    const hash = statementHash(principal, resource, text, params);
+  pendingFor(principal: Principal, resource: string, exact: StatementIdentity): ApprovalStatus | undefined {
+    const hash = statementHash(principal, resource, exact.text, exact.paramsDigest);
     return this.deps.store.byHash(hash, principalRef(principal)).find((s) => s.state === 'pending' && s.request.resource === resource);
   }
 
@@ -144,8 +153,8 @@ export class ApprovalService {
    * approved, unused and still valid, and its use is now durable. Two
    * sessions racing get one true between them (a unique index decides).
    */
-  async useApproved(principal: Principal, resource: string, text: string, params: readonly (string | null)[] | undefined, sessionId: string): Promise<ApprovalStatus | undefined> {
-    const hash = statementHash(principal, resource, text, params);
+  async useApproved(principal: Principal, resource: string, exact: StatementIdentity, sessionId: string): Promise<ApprovalStatus | undefined> {
+    const hash = statementHash(principal, resource, exact.text, exact.paramsDigest);
     for (const s of this.deps.store.byHash(hash, principalRef(principal))) {
       if (s.state !== 'approved' || s.request.resource !== resource) continue;
       const used = await this.use(s.request.id, sessionId);

@@ -7,3 +7,18 @@ export function parseDuration(value: number | string): number | undefined {
   if (!m) return undefined;
   return Number(m[1]) * UNITS[m[2]];
 }
+
+/** Seconds as people say them: 90 → "90s", 900 → "15m", 7200 → "2h", 5400 → "1h30m". */
+export function formatDuration(seconds: number): string {
+  const s = Math.round(seconds);
+  if (s < 60 || s % 60 !== 0) return `${s}s`;
+  const parts: string[] = [];
+  let rest = s;
+  for (const [unit, size] of [['d', 86400], ['h', 3600], ['m', 60]] as const) {
+    if (rest >= size) {
+      parts.push(`${Math.floor(rest / size)}${unit}`);
+      rest %= size;
+    }
+  }
+  return parts.join('');
+}

@@ -313,7 +313,7 @@ const approverFields = {
     .min(1)
     .meta({ description: 'Who may decide (any entry matches). The requester never may, even when listed.' }),
   required: z.number().int().min(1).max(10).default(1).meta({ description: 'Distinct approvers needed; one denial denies.' }),
-  request_ttl: durationKey('15m', 'How long a request stays open for a decision.'),
+  request_ttl: durationKey(900, 'How long a request stays open for a decision.'),
 };
 
 const approval = z
@@ -329,7 +329,7 @@ const approval = z
       .enum(['wait', 'fail_fast'])
       .default('wait')
       .meta({ description: 'wait: the session waits for the decision (psql). fail_fast: the statement fails naming the request; re-running it after approval runs it once (pipelines).' }),
-    approval_ttl: durationKey('1h', 'fail_fast: how long an approval may be used by a re-run.'),
+    approval_ttl: durationKey(3600, 'fail_fast: how long an approval may be used by a re-run.'),
     ...approverFields,
   })
   .meta({ description: 'Hold matching statements for a human decision. An approval only releases a statement the session grant allows.' });

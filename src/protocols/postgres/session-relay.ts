@@ -10,7 +10,7 @@ import type { Session, TerminationReason } from '../../sessions/session.js';
 import type { BackendConnection } from './backend/connect.js';
 import { BackendScanner } from './backend-scanner.js';
 import { parseCommandComplete, parseErrorFields, parseParameterStatus, parseReadyForQuery } from './codec/backend-parser.js';
-import { errorResponse, readyForQuery } from './codec/backend-serializer.js';
+import { errorResponse, noticeResponse, readyForQuery } from './codec/backend-serializer.js';
 import { ProtocolError } from './codec/errors.js';
 import type { Frame, FrameReader } from './codec/frame-reader.js';
 import { FrameWriter, cstringBytes } from './codec/frame-writer.js';
@@ -23,6 +23,9 @@ import { StreamSplicer, type Splice } from './splicer.js';
 import { StatementTracker, type StatementEnd, type StatementStart } from './statement-tracker.js';
 import { MASKED_MESSAGE_TYPES, VALUE_MESSAGE_TYPES, type SessionMasker } from './masking/session-masker.js';
 import type { StatementOutput } from './masking/result-layouts.js';
+import { holdFor, type Hold } from '../../approvals/rules.js';
+import { BackendExchange, type ExchangeResult } from './backend-exchange.js';
+import { failFastRefusal, heldOutcome, holdNotice, type HeldOutcome } from './held-statement.js';
 
 export interface SessionInit {
   readonly id: string;
@@ -47,12 +50,28 @@ export interface SessionInit {
 
 const PAUSE_AUDIT = 1;
 const PAUSE_BACKPRESSURE = 2;
+const PAUSE_HOLD = 4;
+/** Largest response of a row-counted statement Sluice keeps to pass on after counting (a DELETE ... RETURNING under the threshold). */
+const MAX_PROBE_RESPONSE_BYTES = 16 * 1024 * 1024;
 const WANTED_FROM_BACKEND = new Set<number>([BE.CommandComplete, BE.ErrorResponse, BE.ReadyForQuery, BE.EmptyQueryResponse, BE.PortalSuspended, BE.CopyInResponse, BE.ParameterStatus, BE.ParseComplete]);
 const WANTED_WHEN_MASKED = new Set<number>([...WANTED_FROM_BACKEND, ...MASKED_MESSAGE_TYPES]);
 const isErrorResponse = (type: number): boolean => type === BE.ErrorResponse;
 const carriesValues = (type: number): boolean => VALUE_MESSAGE_TYPES.has(type);
 /** Command tags after which the catalog masking reads may have changed. */
 const DDL_TAG = /^(CREATE|ALTER|DROP|COMMENT|GRANT|REVOKE|SECURITY LABEL|IMPORT FOREIGN SCHEMA|REFRESH MATERIALIZED VIEW)\b/;
+
+/** A statement an approval rule holds: sent by the client, recorded as started, not yet forwarded. */
+interface Held {
+  readonly raw: Buffer;
+  readonly kind: 'query' | 'execute';
+  readonly text: string;
+  readonly params?: readonly (string | null)[];
+  readonly paramsDigest?: string;
+  readonly statements: readonly StatementFacts[];
+  readonly hold: Hold;
+  /** Ordinal of the tracker unit it belongs to. */
+  readonly unit: number;
+}
 
 /** judge() found names the catalog does not know: the frame waits for a reload and is judged again. */
 class CatalogReloadNeeded extends Error {}
@@ -66,6 +85,28 @@ interface PreparedChange {
   /** Ordinal of the tracker unit it was sent in. */
   unit: number;
 }
+
+/** A response with its closing ReadyForQuery (6 bytes) carrying another transaction status. */
+function withStatus(raw: Buffer, status: 'I' | 'T' | 'E'): Buffer {
+  const out = Buffer.from(raw);
+  out[out.length - 1] = status.charCodeAt(0);
+  return out;
+}
+
+function withoutReadyForQuery(raw: Buffer): Buffer {
+  return raw.subarray(0, raw.length - 6);
+}
+
+/** A denial waiting for the backend's error on its replacement statement. */
+interface Denial {
+  readonly reason: string;
+  /** Ordinal of the tracker unit it was sent in. */
+  readonly unit: number;
+  /** 42501, or 57014 when a held statement's request ran out of time. */
+  readonly sqlstate: string;
+}
+
+type Judged = Verdict & { changes?: PreparedChange[]; outputs?: StatementOutput[]; hold?: Hold; statements?: readonly StatementFacts[] };
 
 /** A Parse with no parameter types: what the backend gets instead of a denied Parse. */
 function parseMessage(name: string, text: string): Buffer {
@@ -115,7 +156,7 @@ export class PostgresSession implements Session {
    */
   private readonly poisonPrefix = `sluice_denied_${randomBytes(8).toString('hex')}_`;
   /** Denials sent to the backend and not yet answered, by poison function name, with the ordinal of their unit. */
-  private readonly denials = new Map<string, { reason: string; unit: number }>();
+  private readonly denials = new Map<string, Denial>();
   /** Bodies of SQL-level PREPAREs the backend confirmed, by name, so that EXECUTE is judged by what it runs. */
   private readonly sqlPrepared = new Map<string, StatementFacts>();
   /** Allowed PREPARE/DEALLOCATE statements sent and not yet confirmed by their CommandComplete, in order. */
@@ -134,6 +175,20 @@ export class PostgresSession implements Session {
   private maskedSinceCount = 0;
   /** Names unknown to the catalog already triggered one reload; judge with what it has. */
   private reloadedFor?: string;
+  /** A statement waiting for an approval decision (or for its row count); the client is paused meanwhile. */
+  private held?: Held;
+  private holdAbort?: AbortController;
+  /** The wait-mode request of the held statement, cancelled if the client goes away. */
+  private holdRequest?: string;
+  /** Backend bytes go here while Sluice runs its own queries (the savepoint around a row count). */
+  private exchange?: BackendExchange;
+  /** Resolves when every unit before the held one is answered. */
+  private onIdle?: () => void;
+  /** Notices waiting for a message boundary in the backend stream. */
+  private notices: Buffer[] = [];
+  /** From SET sluice.justification: shown to approvers. */
+  private justification?: string;
+  private readonly maxMessageBytes: number;
   private readonly counters: { statements: { inc(n?: number): void }; errors: { inc(): void }; toClient: { inc(n: number): void }; fromClient: { inc(n: number): void } };
 
   constructor(
@@ -154,6 +209,7 @@ export class PostgresSession implements Session {
     this.reader = init.clientReader;
     this.tracker = new StatementTracker({ redactTypeOids: init.redactTypeOids, maxParamChars: 1024 });
     this.masker = init.masker;
+    this.maxMessageBytes = init.maxMaskedMessageBytes ?? 64 * 1024 * 1024;
     this.scanner = this.masker
       ? new BackendScanner((t) => WANTED_WHEN_MASKED.has(t), this.onBackendMessage, init.maxMaskedMessageBytes ?? 64 * 1024 * 1024, this.onOversize)
       : new BackendScanner((t) => WANTED_FROM_BACKEND.has(t), this.onBackendMessage);
@@ -228,7 +284,7 @@ export class PostgresSession implements Session {
       this.protocolViolation(err);
       return;
     }
-    if (!this.auditing && !this.loadingCatalog) this.processClient();
+    if (!this.auditing && !this.loadingCatalog && !this.held) this.processClient();
   };
 
   /** Masked sessions judge with the resource's catalog: load it first when it is missing or stale. */
@@ -261,7 +317,7 @@ export class PostgresSession implements Session {
     }
     const out: Buffer[] = [];
     const events: AuditEventInput[] = [];
-    const denials: [string, { reason: string; unit: number }][] = [];
+    const denials: [string, Denial][] = [];
     let started = 0;
     let queries = 0;
     try {
@@ -280,6 +336,8 @@ export class PostgresSession implements Session {
               const poison = this.poison(verdict.reason, denials);
               raw = queryMessage(`SELECT pg_catalog."${poison}"()`);
               events.push(this.deniedEvent(verdict, { statement: s.id, protocol: 'simple', text }));
+            } else if (verdict.hold) {
+              this.held = { raw, kind: 'query', text, statements: verdict.statements ?? [], hold: verdict.hold, unit: this.tracker.currentUnit };
             }
             started++;
             queries++;
@@ -310,8 +368,16 @@ export class PostgresSession implements Session {
           case FE.Execute: {
             const e = parseExecute(frame.payload);
             this.masker?.layouts.execute(e.portal);
-            events.push(this.startedEvent(this.tracker.execute(e.portal, e.maxRows)));
+            const s = this.tracker.execute(e.portal, e.maxRows);
+            events.push(this.startedEvent(s));
             started++;
+            const unit = this.tracker.currentUnit;
+            // After a denial in the same unit the backend skips to Sync: nothing would run, so nothing is held.
+            const skipping = denials.some(([, d]) => d.unit === unit) || [...this.denials.values()].some((d) => d.unit === unit);
+            const hold = skipping ? undefined : this.holdForText(s.text);
+            if (hold) {
+              this.held = { raw, kind: 'execute', text: s.text, ...(s.params ? { params: s.params, paramsDigest: s.paramsDigest } : {}), statements: hold.statements, hold: hold.hold, unit };
+            }
             break;
           }
           case FE.Describe: {
@@ -353,7 +419,7 @@ export class PostgresSession implements Session {
           default:
             throw new ProtocolError('frame_unexpected', `unexpected message type ${JSON.stringify(String.fromCharCode(frame.type))} from the client`);
         }
-        if (this.stashed) break;
+        if (this.stashed || this.held) break;
         out.push(raw);
       }
     } catch (err) {
@@ -376,18 +442,23 @@ export class PostgresSession implements Session {
         for (const [poison, reason] of denials) this.denials.set(poison, reason);
         this.forward(out);
         this.resumeClient(PAUSE_AUDIT);
+        if (this.held) {
+          this.startHold(this.held);
+          return;
+        }
         if (this.reader.buffered > 0 || this.stashed) this.processClient();
       },
       (err: unknown) => {
         this.auditing = false;
         this.auditFailed(err);
         if (this.closed) return;
-        const alone = queries === 1 && out.length === 1 && this.tracker.pending === 1 && this.tracker.status === 'I' && this.scanner.atBoundary();
+        const alone = queries === 1 && out.length + (this.held ? 1 : 0) === 1 && this.tracker.pending === 1 && this.tracker.status === 'I' && this.scanner.atBoundary();
         const message = 'the audit log could not record this statement, so it was not run; try again later and tell the Sluice operator';
         if (!alone) {
           this.terminate({ code: 'audit_unavailable', sqlstate: '58000', message });
           return;
         }
+        this.held = undefined;
         this.tracker.withdrawLastQuery();
         this.masker?.layouts.withdrawLastQuery();
         this.statements -= 1;
@@ -403,7 +474,7 @@ export class PostgresSession implements Session {
    * judged before any is sent; an EXECUTE is judged with the body its
    * PREPARE had.
    */
-  private judge(text: string): Verdict & { changes?: PreparedChange[]; outputs?: StatementOutput[] } {
+  private judge(text: string): Judged {
     const c = classifyCached(text);
     if (!c.ok) return judgeUnparseable(c.message);
     // An EXECUTE sees the newest body its name was given: earlier in this message, then sent but unconfirmed, then confirmed.
@@ -425,8 +496,14 @@ export class PostgresSession implements Session {
       const body = bodyOf(f.preparedName);
       return body ? { ...f, opaque: false, body } : f;
     });
-    const verdict = judgeStatements({ principal: this.principal, resource: this.resource, grant: this.grant, statements, policies: this.ctx.state().config.policies });
-    if (verdict.action === 'deny' || !this.masker) return changes.length > 0 && verdict.action === 'allow' ? { ...verdict, changes } : verdict;
+    const policies = this.ctx.state().config.policies;
+    const judged = judgeStatements({ principal: this.principal, resource: this.resource, grant: this.grant, statements, policies });
+    if (judged.action === 'deny') return judged;
+    this.noteJustification(statements);
+    // Held only once the guard allowed it: an approval never releases more than the grant allows.
+    const hold = holdFor(policies, this.principal, this.resource, statements);
+    const verdict: Judged = { ...judged, ...(changes.length > 0 ? { changes } : {}), ...(hold ? { hold, statements } : {}) };
+    if (!this.masker) return verdict;
     if (this.masker.unknownRelations(statements) && this.reloadedFor !== text) {
       this.reloadedFor = text;
       this.masker.catalogChanged();
@@ -434,7 +511,22 @@ export class PostgresSession implements Session {
     }
     const masking = this.masker.judge(statements);
     if (masking.verdict.action === 'deny') return masking.verdict;
-    return { ...verdict, outputs: masking.outputs, ...(changes.length > 0 ? { changes } : {}) };
+    return { ...verdict, outputs: masking.outputs };
+  }
+
+  /** The approval rule that holds an extended-protocol statement, judged at Execute, when its parameters are known. */
+  private holdForText(text: string): { hold: Hold; statements: StatementFacts[] } | undefined {
+    const c = classifyCached(text);
+    if (!c.ok) return undefined;
+    const hold = holdFor(this.ctx.state().config.policies, this.principal, this.resource, c.statements);
+    return hold ? { hold, statements: c.statements } : undefined;
+  }
+
+  /** SET sluice.justification = '...' tells approvers why; the backend keeps it as a custom setting. */
+  private noteJustification(statements: readonly StatementFacts[]): void {
+    for (const f of statements) {
+      if (f.setting?.name.toLowerCase() === 'sluice.justification') this.justification = f.kind === 'reset' ? undefined : f.setting.value;
+    }
   }
 
   /** The frame to handle next: one that waited for the catalog, then the reader's. */
@@ -448,7 +540,7 @@ export class PostgresSession implements Session {
   }
 
   /** judge(), or undefined when the frame must wait for a catalog reload (it is stashed and handled again after). */
-  private judgeOrStash(text: string, frame: Frame): (Verdict & { changes?: PreparedChange[]; outputs?: StatementOutput[] }) | undefined {
+  private judgeOrStash(text: string, frame: Frame): Judged | undefined {
     try {
       return this.judge(text);
     } catch (err) {
@@ -459,7 +551,7 @@ export class PostgresSession implements Session {
   }
 
   /** Remembers the PREPARE/DEALLOCATE of an allowed message, in the unit the tracker just put it in. */
-  private queueChanges(verdict: Verdict & { changes?: PreparedChange[] }): void {
+  private queueChanges(verdict: Judged): void {
     if (!verdict.changes) return;
     for (const ch of verdict.changes) {
       ch.unit = this.tracker.currentUnit;
@@ -482,10 +574,180 @@ export class PostgresSession implements Session {
   }
 
   /** A new poison function name for a denial, queued with its reason until the message carrying it is sent. */
-  private poison(reason: string, queue: [string, { reason: string; unit: number }][]): string {
+  private poison(reason: string, queue: [string, Denial][], unit = this.tracker.currentUnit, sqlstate = '42501'): string {
     const name = `${this.poisonPrefix}${randomBytes(6).toString('hex')}`;
-    queue.push([name, { reason, unit: this.tracker.currentUnit }]);
+    queue.push([name, { reason, unit, sqlstate }]);
     return name;
+  }
+
+  /** Holds the statement: the client is paused until it runs, is refused, or ran under its row threshold. */
+  private startHold(h: Held): void {
+    this.pauseClient(PAUSE_HOLD);
+    this.holdAbort = new AbortController();
+    this.runHold(h).then(
+      (outcome) => this.finishHold(h, outcome),
+      (err: unknown) => {
+        this.ctx.log.error({ session: this.id, err: String(err) }, 'a held statement could not be processed');
+        this.finishHold(h, { refuse: 'sluice: the approval request could not be recorded, so the statement did not run; try again later and tell the Sluice operator', sqlstate: '58000' });
+      },
+    );
+  }
+
+  private async runHold(h: Held): Promise<HeldOutcome> {
+    const { rule, policy } = h.hold;
+    const approvals = this.ctx.approvals;
+    const exact = { text: h.text, ...(h.paramsDigest ? { paramsDigest: h.paramsDigest } : {}) };
+    if (rule.mode === 'fail_fast' && (await approvals.useApproved(this.principal, this.resource, exact, this.id))) return { run: true };
+    let rows: number | undefined;
+    // Counted only where a savepoint can be placed around the statement alone: one statement in a simple Query, outside a failed transaction.
+    if (rule.rows_over !== undefined && h.kind === 'query' && h.statements.length === 1) {
+      await this.backendIdle();
+      if (this.closed) return { ran: true };
+      if (this.tracker.status !== 'E') {
+        const counted = await this.countRows(h, rule.rows_over);
+        if ('ran' in counted) return counted;
+        rows = counted.rows;
+      }
+    }
+    const facts = {
+      kinds: [...new Set(h.statements.map((f) => f.kind))],
+      tables: [...new Set(h.statements.flatMap((f) => [...f.tablesWritten, ...f.tablesRead]))],
+      functions: [...new Set(h.statements.flatMap((f) => f.functions))],
+      opaque: h.statements.some((f) => f.opaque),
+    };
+    const request = {
+      principal: this.principal,
+      resource: this.resource,
+      hold: h.hold,
+      sessionId: this.id,
+      grant: this.grant,
+      text: this.recordedText(h.text),
+      exact,
+      ...(h.params ? { params: h.params.map((p) => (p === null || !this.masker ? p : this.masker.detectInText(p))) } : {}),
+      facts,
+      ...(rows !== undefined ? { rows } : {}),
+      justification: this.justification ?? this.applicationName,
+    };
+    if (rule.mode === 'fail_fast') {
+      const status = approvals.pendingFor(this.principal, this.resource, exact) ?? (await approvals.requestStatement(request));
+      return { refuse: failFastRefusal(status, h.hold), sqlstate: '42501' };
+    }
+    const status = await approvals.requestStatement(request);
+    if (this.closed) {
+      await approvals.cancel(status.request.id, 'the waiting session ended');
+      return { ran: true };
+    }
+    this.holdRequest = status.request.id;
+    this.notice(holdNotice(status, h.hold));
+    const final = await approvals.waitFor(status.request.id, this.holdAbort!.signal);
+    this.holdRequest = undefined;
+    if (this.closed) return { ran: true };
+    this.ctx.log.info({ session: this.id, id: status.request.id, policy, state: final.state }, 'held statement decided');
+    if (final.state === 'expired') await approvals.expire(final.request.id);
+    const outcome = heldOutcome(final);
+    if ('run' in outcome && !(await approvals.use(final.request.id, this.id))) {
+      return { refuse: `sluice: the approval of request ${final.request.id} could not be used, so the statement did not run`, sqlstate: '42501' };
+    }
+    return outcome;
+  }
+
+  private finishHold(h: Held, outcome: HeldOutcome): void {
+    this.held = undefined;
+    this.holdAbort = undefined;
+    if (this.closed) return;
+    if ('run' in outcome) this.forward([h.raw]);
+    else if ('refuse' in outcome) {
+      // The backend fails where the statement stood (decision 0004): a transaction block is aborted as after any error.
+      const queue: [string, Denial][] = [];
+      const poison = this.poison(outcome.refuse, queue, h.unit, outcome.sqlstate);
+      this.denials.set(...queue[0]!);
+      const sql = `SELECT pg_catalog."${poison}"()`;
+      this.forward([h.kind === 'query' ? queryMessage(sql) : parseMessage(`${this.poisonPrefix}stmt`, sql)]);
+    }
+    this.resumeClient(PAUSE_HOLD);
+    if (this.reader.buffered > 0 || this.stashed) this.processClient();
+  }
+
+  /** Resolves once every unit before the held one is answered and nothing is half sent to the client. */
+  private backendIdle(): Promise<void> {
+    if (this.tracker.pending === 1 && this.scanner.atBoundary() && !this.splicer.holding) return Promise.resolve();
+    return new Promise((resolve) => (this.onIdle = resolve));
+  }
+
+  /**
+   * Runs the held statement inside a savepoint (in a transaction Sluice opens
+   * when the client is not in one) and reads how many rows it changed. At or
+   * under the threshold the change is kept and the backend's response passed
+   * on as if the statement had simply run; over it, the savepoint is rolled
+   * back and nothing of the response reaches the client.
+   */
+  private async countRows(h: Held, threshold: number): Promise<{ ran: true } | { rows?: number }> {
+    const x = new BackendExchange(this.maxMessageBytes);
+    this.exchange = x;
+    this.backend.resume();
+    const savepoint = `${this.poisonPrefix}rows`;
+    const send = (message: Buffer, keep = 0): Promise<ExchangeResult> => {
+      const answer = x.expect(keep);
+      this.backend.write(message);
+      return answer;
+    };
+    const q = (sql: string) => send(queryMessage(sql));
+    const began = this.tracker.status === 'I';
+    let replay: Buffer | undefined;
+    let result: { ran: true } | { rows?: number };
+    try {
+      if (began && (await q('BEGIN')).error) throw new Error('BEGIN failed');
+      if ((await q(`SAVEPOINT ${savepoint}`)).error) {
+        if (began) await q('ROLLBACK');
+        // Counting is not possible here; the statement is held without a count rather than run unchecked.
+        return { rows: undefined };
+      }
+      const r = await send(h.raw, MAX_PROBE_RESPONSE_BYTES);
+      if (r.error) {
+        // The statement failed on its own: that is its real outcome, as if it had been sent directly.
+        if (began) await q('ROLLBACK');
+        replay = r.raw ? withStatus(r.raw, began ? 'I' : r.status) : Buffer.concat([errorResponse({ severity: 'ERROR', code: r.error.code, message: r.error.message }), readyForQuery(began ? 'I' : 'E')]);
+        result = { ran: true };
+      } else if (r.rows <= threshold && r.raw) {
+        if ((await q(`RELEASE SAVEPOINT ${savepoint}`)).error) throw new Error('RELEASE SAVEPOINT failed');
+        const commit = began ? await q('COMMIT') : undefined;
+        // A deferred constraint fails at COMMIT: the client sees that error for its statement, as in autocommit.
+        replay = commit?.error
+          ? Buffer.concat([withoutReadyForQuery(r.raw), errorResponse({ severity: 'ERROR', code: commit.error.code, message: commit.error.message }), readyForQuery('I')])
+          : withStatus(r.raw, began ? 'I' : r.status);
+        result = { ran: true };
+      } else {
+        const undo = began ? await q('ROLLBACK') : await q(`ROLLBACK TO SAVEPOINT ${savepoint}; RELEASE SAVEPOINT ${savepoint}`);
+        if (undo.error) throw new Error('ROLLBACK TO SAVEPOINT failed');
+        result = { rows: r.rows };
+      }
+    } catch (err) {
+      // The backend's transaction state is no longer known: end the session, so that it rolls back.
+      this.exchange = undefined;
+      if (!this.closed) {
+        this.ctx.log.error({ session: this.id, err: String(err) }, 'row count check failed');
+        this.terminate({ code: 'row_count_failed', sqlstate: '58000', message: 'Sluice could not count the rows of a held statement, so the session was ended and its transaction rolled back; tell the Sluice operator' });
+      }
+      return { ran: true };
+    }
+    this.exchange = undefined;
+    const rest = x.finish();
+    if (replay) this.onBackendData(replay);
+    if (rest.length > 0 && !this.closed) this.onBackendData(rest);
+    return result;
+  }
+
+  /** A NoticeResponse for the client, written at the next message boundary of the backend stream. */
+  private notice(message: string): void {
+    this.notices.push(noticeResponse({ severity: 'NOTICE', code: '00000', message }));
+    this.flushNotices();
+  }
+
+  private flushNotices(): void {
+    if (this.closed || !this.scanner.atBoundary() || this.splicer.holding) return;
+    const all = this.notices;
+    this.notices = [];
+    this.client.write(all.length === 1 ? all[0]! : Buffer.concat(all));
   }
 
   private forward(out: Buffer[]): void {
@@ -500,6 +762,10 @@ export class PostgresSession implements Session {
   }
 
   private readonly onBackendData = (chunk: Buffer): void => {
+    if (this.exchange) {
+      this.exchange.push(chunk);
+      return;
+    }
     this.bytesToClient += chunk.length;
     this.counters.toClient.inc(chunk.length);
     const base = this.scanner.position;
@@ -543,6 +809,12 @@ export class PostgresSession implements Session {
     const flowing =
       splices === null && !this.splicer.holding && holdFrom === undefined ? this.client.write(chunk) : this.writeParts(this.splicer.take(chunk, base, splices ?? [], holdFrom));
     if (!flowing) this.backend.pause();
+    if (this.notices.length > 0) this.flushNotices();
+    if (this.onIdle && this.tracker.pending === 1 && this.scanner.atBoundary() && !this.splicer.holding) {
+      const idle = this.onIdle;
+      this.onIdle = undefined;
+      idle();
+    }
     if (this.encodingChangedTo !== undefined) {
       this.terminate({
         code: 'client_encoding_changed',
@@ -590,10 +862,10 @@ export class PostgresSession implements Session {
         return;
       case BE.ErrorResponse: {
         const f = parseErrorFields(payload);
-        const reason = this.denialAnswered(f.M ?? '');
-        if (reason !== undefined) {
-          (this.splices ??= []).push({ start, end: msgEnd, replacement: errorResponse({ severity: 'ERROR', code: '42501', message: reason }) });
-          end = this.tracker.error('42501', reason);
+        const denial = this.denialAnswered(f.M ?? '');
+        if (denial !== undefined) {
+          (this.splices ??= []).push({ start, end: msgEnd, replacement: errorResponse({ severity: 'ERROR', code: denial.sqlstate, message: denial.reason }) });
+          end = this.tracker.error(denial.sqlstate, denial.reason);
           if (this.masker) this.maskMessage(type, payload, start, msgEnd);
         } else {
           // The audit keeps the error as the client sees it: with echoed values masked.
@@ -652,14 +924,14 @@ export class PostgresSession implements Session {
     if (this.preparedChanges.length > 0 && this.preparedChanges[0].unit <= done) this.preparedChanges = this.preparedChanges.filter((ch) => ch.unit > done);
   }
 
-  /** The reason of the denial whose replacement statement this backend error answers, if it does. */
-  private denialAnswered(message: string): string | undefined {
+  /** The denial whose replacement statement this backend error answers, if it does. */
+  private denialAnswered(message: string): Denial | undefined {
     const at = message.indexOf(this.poisonPrefix);
     if (at < 0) return undefined;
     const name = /^[a-z0-9_]+/.exec(message.slice(at))?.[0] ?? '';
-    const reason = this.denials.get(name)?.reason;
+    const denial = this.denials.get(name);
     this.denials.delete(name);
-    return reason;
+    return denial;
   }
 
   private completedEvent(e: StatementEnd): void {
@@ -731,6 +1003,13 @@ export class PostgresSession implements Session {
   private close(reason: string): void {
     if (this.closed) return;
     this.closed = true;
+    this.exchange?.fail(new Error('the session closed'));
+    this.holdAbort?.abort();
+    if (this.holdRequest !== undefined) {
+      // A waiting client that went away cancels its request: the statement must never run later.
+      const id = this.holdRequest;
+      void this.ctx.approvals.cancel(id, 'the waiting session ended').catch((err) => this.ctx.log.error({ session: this.id, id, err: String(err) }, 'could not cancel an approval request'));
+    }
     this.backend.removeListener('data', this.onBackendData);
     if (this.closeReason === 'client_closed') this.closeReason = reason;
     clearTimeout(this.endTimer);

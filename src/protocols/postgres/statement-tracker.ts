@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+
 /**
  * Follows the conversation between client and backend to know which
  * statement each response belongs to, so every statement gets one
@@ -21,6 +23,8 @@ export interface StatementStart {
   readonly statementName?: string;
   readonly portal?: string;
   readonly params?: readonly (string | null)[];
+  /** sha256 of the exact parameter bytes and formats: what an approval of this statement is bound to. */
+  readonly paramsDigest?: string;
   /** The guard rule that allowed or denied the statement's text. */
   readonly rule?: string;
 }
@@ -77,7 +81,7 @@ export class StatementTracker {
   private nextId = 1;
   private readonly units: Unit[] = [];
   private readonly prepared = new Map<string, Prepared>();
-  private readonly portals = new Map<string, { statement: string; text: string; params: (string | null)[]; rule?: string }>();
+  private readonly portals = new Map<string, { statement: string; text: string; params: (string | null)[]; paramsDigest: string; rule?: string }>();
   /**
    * Parses sent but not yet answered by ParseComplete, oldest first, with
    * what they replaced: a Parse the backend rejects (a syntax error, or a
@@ -158,7 +162,7 @@ export class StatementTracker {
     });
     // The portal keeps the text it was bound to, even if the statement name is reused before Execute.
     const prepared = this.prepared.get(statement);
-    this.portals.set(portal, { statement, text: prepared?.text ?? '', params: values, rule: prepared?.rule });
+    this.portals.set(portal, { statement, text: prepared?.text ?? '', params: values, paramsDigest: digestParams(paramFormats, params), rule: prepared?.rule });
   }
 
   execute(portal: string, maxRows = 0): StatementStart {
@@ -172,6 +176,7 @@ export class StatementTracker {
       statementName: bound?.statement || undefined,
       portal: portal || undefined,
       params: bound?.params,
+      ...(bound ? { paramsDigest: bound.paramsDigest } : {}),
       ...(bound?.rule !== undefined ? { rule: bound.rule } : {}),
     };
     const r = this.running(start, maxRows);
@@ -345,4 +350,15 @@ export function rowsOf(tag: string): number | null {
   if (sp < 0) return null;
   const n = Number(tag.slice(sp + 1));
   return Number.isInteger(n) && n >= 0 ? n : null;
+}
+
+/** Length-prefixed, so no two different parameter lists digest alike; formats count, since '1' in text and in binary differ. */
+function digestParams(formats: readonly number[], params: readonly (Buffer | null)[]): string {
+  const h = createHash('sha256');
+  h.update(JSON.stringify(formats));
+  for (const v of params) {
+    if (v === null) h.update('N');
+    else h.update(`V${v.length}:`).update(v);
+  }
+  return h.digest('hex');
 }

@@ -1,0 +1,340 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ApprovalError } from '../../src/approvals/errors.js';
+import type { ApprovalStatus } from '../../src/approvals/types.js';
+import type { AuditEvent } from '../../src/events/types.js';
+import type { Principal } from '../../src/identity/principal.js';
+import { pgClient, psql } from '../support/clients.js';
+import { startGateway, type TestGateway } from '../support/gateway.js';
+
+let t: TestGateway;
+let admin: pg.Client;
+let alice: string;
+let ci: string;
+let bob: Principal;
+let carol: Principal;
+let dave: Principal;
+let alicePrincipal: Principal;
+
+beforeAll(async () => {
+  t = await startGateway((c) => {
+    const approvers = [{ groups: ['dba'] }];
+    c.policies.push(
+      { name: 'ops', when: { groups: ['ops'] }, resources: ['orders'], grants: ['read', 'write', 'ddl'] },
+      { name: 'ci', when: { kind: 'machine', groups: ['ci'] }, resources: ['orders'], grants: ['read', 'write', 'ddl'] },
+      { name: 'hold-drops', when: { groups: ['ops'] }, resources: ['orders'], approval: { statements: { kinds: ['ddl.drop'] }, approvers, request_ttl: '2m' } },
+      { name: 'hold-truncate', when: { groups: ['ops'] }, resources: ['orders'], approval: { statements: { kinds: ['truncate'] }, approvers, request_ttl: 2 } },
+      { name: 'big-deletes', when: { groups: ['ops'] }, resources: ['orders'], approval: { statements: { kinds: ['delete', 'update'] }, rows_over: 3, approvers, request_ttl: '2m' } },
+      {
+        name: 'ci-holds',
+        when: { kind: 'machine', groups: ['ci'] },
+        resources: ['orders'],
+        approval: { statements: { kinds: ['delete', 'ddl.drop'] }, mode: 'fail_fast', approvers, approval_ttl: '10m', request_ttl: '10m' },
+      },
+    );
+  });
+  const pgEnv = t.pg;
+  admin = new pg.Client({ host: pgEnv.host, port: pgEnv.port, user: pgEnv.roles.migrator.user, password: pgEnv.roles.migrator.password, database: pgEnv.database, ssl: { rejectUnauthorized: false } });
+  await admin.connect();
+  alice = await t.token('alice', ['ops']);
+  ci = await t.token('deploy-pipeline', ['ci'], { kind: 'machine' });
+  const auth = t.gw.state().authenticator;
+  alicePrincipal = await auth.authenticate(alice);
+  bob = await auth.authenticate(await t.token('bob', ['dba']));
+  carol = await auth.authenticate(await t.token('carol', ['dba']));
+  dave = await auth.authenticate(await t.token('dave', ['dev']));
+});
+afterAll(async () => {
+  await admin?.end();
+  await t?.stop();
+});
+
+/** A table of `rows` rows owned by the migrator role and writable by the write grant. */
+async function table(rows = 10): Promise<string> {
+  const name = `apr_${randomBytes(4).toString('hex')}`;
+  await admin.query(`CREATE TABLE ${name} (id int PRIMARY KEY, note text)`);
+  await admin.query(`INSERT INTO ${name} SELECT g, 'row ' || g FROM generate_series(1, ${rows}) g`);
+  await admin.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON ${name} TO ${t.pg.roles.writer.user}`);
+  return name;
+}
+
+async function count(name: string): Promise<number> {
+  return Number((await admin.query(`SELECT count(*) AS n FROM ${name}`)).rows[0].n);
+}
+
+async function exists(name: string): Promise<boolean> {
+  return (await admin.query('SELECT to_regclass($1) AS r', [name])).rows[0].r !== null;
+}
+
+/** The one pending request whose statement mentions `needle`, once it exists. */
+async function pendingRequest(needle: string): Promise<ApprovalStatus> {
+  for (let i = 0; i < 300; i++) {
+    const found = t.gw.approvals.list(bob, { state: 'pending' }).filter((s) => s.request.statement?.text.includes(needle));
+    if (found.length === 1) return found[0]!;
+    if (found.length > 1) throw new Error(`${found.length} pending requests for ${needle}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`no pending request for ${needle}`);
+}
+
+async function stateOf(id: string, want: ApprovalStatus['state']): Promise<ApprovalStatus> {
+  for (let i = 0; i < 200; i++) {
+    const s = t.gw.approvals.get(id, bob);
+    if (s.state === want) return s;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return t.gw.approvals.get(id, bob);
+}
+
+async function events(id: string): Promise<AuditEvent[]> {
+  const page = t.gw.store.query({ text: id, limit: 100, order: "asc" });
+  return page.filter((e) => (e.data as { id?: string }).id === id);
+}
+
+function sqlError(p: Promise<unknown>): Promise<{ code?: string; message: string }> {
+  return p.then(
+    () => {
+      throw new Error('expected the statement to fail');
+    },
+    (err: { code?: string; message: string }) => err,
+  );
+}
+
+describe('interactive approval (wait mode)', () => {
+  it('holds a DROP while psql waits, shows the request, and runs it once approved', async () => {
+    const name = await table(1);
+    const run = psql(t, t.url('ddl'), alice, ['-c', `DROP TABLE ${name}`]);
+    let stderr = '';
+    run.child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const req = await pendingRequest(name);
+    expect(req.request.rule).toBe('hold-drops');
+    expect(req.request.requester.subject).toBe('alice');
+    expect(req.request.statement).toMatchObject({ text: `DROP TABLE ${name}`, grant: 'ddl', mode: 'wait' });
+    expect(req.request.statement!.facts.kinds).toEqual(['ddl.drop']);
+    expect(req.request.link).toMatch(new RegExp(`/approvals/${req.request.id}$`));
+    for (let i = 0; i < 100 && !stderr.includes(req.request.id); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(stderr).toContain(`NOTICE:  sluice: statement held for approval by policy "hold-drops": request ${req.request.id}`);
+    expect(await exists(name)).toBe(true);
+
+    await t.gw.approvals.decide(req.request.id, bob, 'approve', 'planned cleanup');
+    const done = await run;
+    expect(done.code).toBe(0);
+    expect(done.stdout).toContain('DROP TABLE');
+    expect(await exists(name)).toBe(false);
+    expect((await stateOf(req.request.id, 'used')).state).toBe('used');
+    const types = (await events(req.request.id)).map((e) => e.type);
+    expect(types).toEqual(['approval.requested', 'approval.decided', 'approval.used']);
+  });
+
+  it('returns 42501 naming the approver and reason when the request is denied, and the session stays usable', async () => {
+    const name = await table(1);
+    const c = await pgClient(t, 'ddl', alice);
+    const notices: string[] = [];
+    c.on('notice', (n) => notices.push(n.message ?? ''));
+    try {
+      const failed = sqlError(c.query(`DROP TABLE ${name}`));
+      const req = await pendingRequest(name);
+      await t.gw.approvals.decide(req.request.id, carol, 'deny', 'not during business hours');
+      const err = await failed;
+      expect(err.code).toBe('42501');
+      expect(err.message).toContain('denied by carol: not during business hours');
+      expect(notices.some((n) => n.includes(req.request.id))).toBe(true);
+      expect(await exists(name)).toBe(true);
+      expect((await c.query('SELECT 1 AS ok')).rows).toEqual([{ ok: 1 }]);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('returns 57014 when nobody decides within request_ttl, and records the expiry', async () => {
+    const name = await table(5);
+    const c = await pgClient(t, 'ddl', alice);
+    try {
+      const err = await sqlError(c.query(`TRUNCATE ${name}`));
+      expect(err.code).toBe('57014');
+      expect(err.message).toMatch(/nobody decided request apr_[a-z2-7]{20} in time/);
+      expect(await count(name)).toBe(5);
+      const id = /request (apr_[a-z2-7]{20})/.exec(err.message)![1]!;
+      expect(t.gw.approvals.get(id, bob).state).toBe('expired');
+      expect((await events(id)).map((e) => e.type)).toContain('approval.expired');
+      await expect(t.gw.approvals.decide(id, bob, 'approve', 'too late')).rejects.toMatchObject({ code: 'approval_not_pending' });
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('cancels the request when the waiting client disconnects, so the statement never runs', async () => {
+    const name = await table(1);
+    const c = await pgClient(t, 'ddl', alice);
+    c.on('error', () => undefined);
+    const failed = c.query(`DROP TABLE ${name}`).catch(() => undefined);
+    const req = await pendingRequest(name);
+    (c as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+    await failed;
+    expect((await stateOf(req.request.id, 'cancelled')).state).toBe('cancelled');
+    await expect(t.gw.approvals.decide(req.request.id, bob, 'approve', 'late')).rejects.toMatchObject({ code: 'approval_not_pending' });
+    await new Promise((r) => setTimeout(r, 200));
+    expect(await exists(name)).toBe(true);
+  });
+});
+
+describe('row thresholds', () => {
+  it('runs a DELETE at or under rows_over at once, and holds one over it with the table unchanged', async () => {
+    const name = await table(10);
+    const c = await pgClient(t, 'write', alice);
+    try {
+      const under = await c.query(`DELETE FROM ${name} WHERE id <= 3`);
+      expect(under.rowCount).toBe(3);
+      expect(await count(name)).toBe(7);
+
+      const over = c.query(`DELETE FROM ${name} WHERE id > 3 RETURNING id`);
+      const req = await pendingRequest(name);
+      expect(req.request.statement!.rows).toBe(7);
+      expect(req.request.rule).toBe('big-deletes');
+      expect(await count(name)).toBe(7);
+      await t.gw.approvals.decide(req.request.id, bob, 'approve', 'ticket 4711');
+      const done = await over;
+      expect(done.rowCount).toBe(7);
+      expect(done.rows.map((r) => r.id).sort((a, b) => a - b)).toEqual([4, 5, 6, 7, 8, 9, 10]);
+      expect(await count(name)).toBe(0);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('measures inside the client transaction and leaves it open and intact', async () => {
+    const name = await table(10);
+    const c = await pgClient(t, 'write', alice);
+    try {
+      await c.query('BEGIN');
+      await c.query(`INSERT INTO ${name} VALUES (11, 'inside')`);
+      expect((await c.query(`UPDATE ${name} SET note = 'x' WHERE id <= 2`)).rowCount).toBe(2);
+      const held = c.query(`UPDATE ${name} SET note = 'y' WHERE id > 5`);
+      const req = await pendingRequest(name);
+      expect(req.request.statement!.rows).toBe(6);
+      await t.gw.approvals.decide(req.request.id, bob, 'approve', 'ok');
+      expect((await held).rowCount).toBe(6);
+      expect(await count(name)).toBe(10);
+      await c.query('COMMIT');
+      expect(await count(name)).toBe(11);
+      const notes = (await admin.query(`SELECT note, count(*)::int AS n FROM ${name} GROUP BY note ORDER BY note`)).rows;
+      expect(notes).toEqual([
+        { note: 'row 3', n: 1 },
+        { note: 'row 4', n: 1 },
+        { note: 'row 5', n: 1 },
+        { note: 'x', n: 2 },
+        { note: 'y', n: 6 },
+      ]);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('passes on the error of a statement that fails while it is counted', async () => {
+    const name = await table(3);
+    const c = await pgClient(t, 'write', alice);
+    try {
+      const err = await sqlError(c.query(`DELETE FROM ${name} WHERE id = 1/0`));
+      expect(err.code).toBe('22012');
+      expect((await c.query('SELECT 1 AS ok')).rows).toEqual([{ ok: 1 }]);
+      expect(await count(name)).toBe(3);
+    } finally {
+      await c.end();
+    }
+  });
+});
+
+describe('fail-fast approval (pipelines)', () => {
+  it('fails with the request id, then runs the identical re-run exactly once after approval', async () => {
+    const name = await table(10);
+    const c = await pgClient(t, 'write', ci);
+    try {
+      const first = await sqlError(c.query(`DELETE FROM ${name} WHERE id > $1`, [4]));
+      expect(first.code).toBe('42501');
+      const id = /request (apr_[a-z2-7]{20})/.exec(first.message)![1]!;
+      expect(first.message).toContain('run the same statement with the same parameters again');
+      expect(await count(name)).toBe(10);
+      const again = await sqlError(c.query(`DELETE FROM ${name} WHERE id > $1`, [4]));
+      expect(again.message).toContain(id);
+
+      const status = t.gw.approvals.get(id, bob);
+      expect(status.request.requester).toMatchObject({ subject: 'deploy-pipeline', kind: 'machine' });
+      expect(status.request.statement!.params).toEqual(['4']);
+      await t.gw.approvals.decide(id, bob, 'approve', 'release 1.2');
+
+      const other = await sqlError(c.query(`DELETE FROM ${name} WHERE id > $1`, [2]));
+      expect(other.message).not.toContain(id);
+      expect(await count(name)).toBe(10);
+
+      const ran = await c.query(`DELETE FROM ${name} WHERE id > $1`, [4]);
+      expect(ran.rowCount).toBe(6);
+      expect(t.gw.approvals.get(id, bob).state).toBe('used');
+      await admin.query(`INSERT INTO ${name} SELECT g, 'again' FROM generate_series(5, 10) g`);
+      const third = await sqlError(c.query(`DELETE FROM ${name} WHERE id > $1`, [4]));
+      expect(third.code).toBe('42501');
+      expect(third.message).not.toContain(id);
+      expect(await count(name)).toBe(10);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('runs once when two connections re-run the approved statement at the same time', async () => {
+    const name = await table(5);
+    await admin.query(`CREATE TABLE ${name}_log (n int)`);
+    await admin.query(`GRANT INSERT, SELECT ON ${name}_log TO ${t.pg.roles.writer.user}`);
+    const a = await pgClient(t, 'write', ci);
+    const b = await pgClient(t, 'write', ci);
+    try {
+      const sql = `WITH gone AS (DELETE FROM ${name} WHERE id = 5 RETURNING id) INSERT INTO ${name}_log SELECT count(*) FROM gone`;
+      const first = await sqlError(a.query(sql));
+      const id = /request (apr_[a-z2-7]{20})/.exec(first.message)![1]!;
+      await t.gw.approvals.decide(id, bob, 'approve', 'once');
+      const results = await Promise.allSettled([a.query(sql), b.query(sql)]);
+      expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+      const refused = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+      expect((refused.reason as { code: string }).code).toBe('42501');
+      expect(Number((await admin.query(`SELECT count(*) AS n FROM ${name}_log`)).rows[0].n)).toBe(1);
+      expect(await count(name)).toBe(4);
+      const used = (await events(id)).filter((e) => e.type === 'approval.used');
+      expect(used).toHaveLength(1);
+    } finally {
+      await a.end();
+      await b.end();
+    }
+  });
+});
+
+describe('who may decide', () => {
+  it('refuses self-approval, non-approvers, replayed decisions and decisions on a decided request', async () => {
+    const name = await table(1);
+    const c = await pgClient(t, 'ddl', alice);
+    try {
+      const running = c.query(`DROP TABLE ${name}`);
+      const req = await pendingRequest(name);
+      const id = req.request.id;
+      const refused = async (p: Principal, code: string) => {
+        const err = await t.gw.approvals.decide(id, p, 'approve', 'me').then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(err).toBeInstanceOf(ApprovalError);
+        expect(err).toMatchObject({ code });
+      };
+      await refused(alicePrincipal, 'self_approval');
+      await refused(dave, 'not_approver');
+      expect(t.gw.approvals.get(id, bob).state).toBe('pending');
+      await t.gw.approvals.decide(id, bob, 'approve', 'fine');
+      await refused(bob, 'decision_replayed');
+      await refused(carol, 'approval_not_pending');
+      await running;
+      expect(await exists(name)).toBe(false);
+      const decided = (await events(id)).filter((e) => e.type === 'approval.decided');
+      expect(decided).toHaveLength(1);
+      expect(decided[0]!.data).toMatchObject({ decision: 'approve', by: { subject: 'bob' }, reason: 'fine', state: 'approved' });
+    } finally {
+      await c.end();
+    }
+  });
+});
