@@ -338,3 +338,50 @@ describe('who may decide', () => {
     }
   });
 });
+
+describe('what the approver sees', () => {
+  it('holds an extended-protocol statement under a row rule without counting, with its parameters', async () => {
+    const name = await table(10);
+    const c = await pgClient(t, 'write', alice);
+    try {
+      const held = c.query(`DELETE FROM ${name} WHERE id > $1`, [8]);
+      const req = await pendingRequest(name);
+      expect(req.request.statement!.rows).toBeUndefined();
+      expect(req.request.statement!.params).toEqual(['8']);
+      expect(await count(name)).toBe(10);
+      await t.gw.approvals.decide(req.request.id, bob, 'approve', 'two rows');
+      expect((await held).rowCount).toBe(2);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('carries the justification set with SET sluice.justification', async () => {
+    const name = await table(1);
+    const c = await pgClient(t, 'ddl', alice);
+    try {
+      await c.query(`SET sluice.justification = 'ticket 4711: drop the scratch table'`);
+      const held = c.query(`DROP TABLE ${name}`);
+      const req = await pendingRequest(name);
+      expect(req.request.justification).toBe('ticket 4711: drop the scratch table');
+      await t.gw.approvals.decide(req.request.id, bob, 'deny', 'keep it');
+      await expect(held).rejects.toMatchObject({ code: '42501' });
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('never holds a statement the session grant does not allow', async () => {
+    const name = await table(1);
+    const c = await pgClient(t, 'write', alice);
+    try {
+      const err = await sqlError(c.query(`DROP TABLE ${name}`));
+      expect(err.code).toBe('42501');
+      expect(err.message).toContain('needs grant ddl');
+      expect(t.gw.approvals.list(bob, { state: 'pending' }).filter((s) => s.request.statement?.text.includes(name))).toHaveLength(0);
+    } finally {
+      await c.end();
+    }
+  });
+});
+
