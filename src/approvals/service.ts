@@ -5,6 +5,7 @@ import type { EventPipeline } from '../events/pipeline.js';
 import type { AuditEventInput } from '../events/types.js';
 import { principalRef, type Principal, type PrincipalRef } from '../identity/principal.js';
 import type { Logger } from '../observability/log.js';
+import type { GatewayMetrics } from '../observability/metrics.js';
 import { ApprovalError } from './errors.js';
 import { accessRuleFor, mayDecide, maySee, requesterOf, statementHash, type Hold } from './rules.js';
 import { ApprovalConflict, type SqliteApprovalStore } from './sqlite-approval-store.js';
@@ -21,6 +22,7 @@ export interface ApprovalServiceDeps {
   readonly notifier?: ApprovalNotifier;
   /** Tells whether an approval:read permission lets this principal see every request. */
   readonly seesAll?: (p: Principal) => boolean;
+  readonly metrics?: Pick<GatewayMetrics, 'approvalRequests' | 'approvalDecisions'>;
 }
 
 /** Tells approvers (webhooks, Slack); never throws, never blocks the caller. */
@@ -228,6 +230,7 @@ export class ApprovalService {
       if (err instanceof ApprovalConflict) throw new ApprovalError('decision_replayed', 409, `${by.subject} already decided request ${id}; a decision counts once`);
       throw err;
     }
+    this.deps.metrics?.approvalDecisions.labels(decision).inc();
     await this.record(after.request, 'approval.decided', { decision, by, reason: event.reason, state: after.state, ...(after.validUntil ? { validUntil: after.validUntil } : {}) });
     if (after.state !== 'pending') this.deps.notifier?.notify('approval.decided', after);
     if (after.request.kind === 'access' && after.state === 'approved') this.scheduleExpiry(after);
@@ -350,6 +353,7 @@ export class ApprovalService {
 
   private async create(request: ApprovalRequest, sessionId?: string): Promise<ApprovalStatus> {
     this.deps.store.add(request);
+    this.deps.metrics?.approvalRequests.labels(request.kind, request.resource).inc();
     await this.record(request, 'approval.requested', { request }, sessionId);
     const status = this.deps.store.get(request.id)!;
     this.deps.notifier?.notify('approval.requested', status);

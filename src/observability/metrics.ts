@@ -53,6 +53,24 @@ export class GatewayMetrics {
     labelNames: ['resource'],
     registers: [this.registry],
   });
+  readonly heldStatements = new Gauge({
+    name: 'sluice_statements_held',
+    help: 'Statements waiting in a session for an approval decision',
+    labelNames: ['resource'],
+    registers: [this.registry],
+  });
+  readonly approvalRequests = new Counter({
+    name: 'sluice_approval_requests_total',
+    help: 'Approval requests opened, by kind (statement, access) and resource',
+    labelNames: ['kind', 'resource'],
+    registers: [this.registry],
+  });
+  readonly approvalDecisions = new Counter({
+    name: 'sluice_approval_decisions_total',
+    help: 'Approver decisions recorded, by decision (approve, deny)',
+    labelNames: ['decision'],
+    registers: [this.registry],
+  });
   readonly auditFailures = new Counter({
     name: 'sluice_audit_write_failures_total',
     help: 'Audit writes that failed (the statement or session they describe was refused)',

@@ -79,6 +79,7 @@ export class Gateway {
       baseUrl: () => publicUrl(this.current.config),
       log: this.log,
       seesAll: (p) => decidePermission(this.current.config.policies, p, 'approvals:read').allowed,
+      metrics: this.metrics,
     });
     const ctx = {
       log: this.log,

@@ -26,6 +26,7 @@ beforeAll(async () => {
       { name: 'hold-drops', when: { groups: ['ops'] }, resources: ['orders'], approval: { statements: { kinds: ['ddl.drop'] }, approvers, request_ttl: '2m' } },
       { name: 'hold-truncate', when: { groups: ['ops'] }, resources: ['orders'], approval: { statements: { kinds: ['truncate'] }, approvers, request_ttl: 2 } },
       { name: 'big-deletes', when: { groups: ['ops'] }, resources: ['orders'], approval: { statements: { kinds: ['delete', 'update'] }, rows_over: 3, approvers, request_ttl: '2m' } },
+      { name: 'mask-notes', when: { subjects: ['mona'] }, resources: ['orders'], masking: { columns: [{ match: ['public.*.note'] }] } },
       {
         name: 'ci-holds',
         when: { kind: 'machine', groups: ['ci'] },
@@ -226,6 +227,26 @@ describe('row thresholds', () => {
         { note: 'x', n: 2 },
         { note: 'y', n: 6 },
       ]);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('masks what a counted statement returns, whether it ran at once or after approval', async () => {
+    const name = await table(10);
+    const c = await pgClient(t, 'write', await t.token('mona', ['ops']));
+    try {
+      const under = await c.query(`DELETE FROM ${name} WHERE id <= 2 RETURNING id, note`);
+      expect(under.rows).toEqual([
+        { id: 1, note: '[masked]' },
+        { id: 2, note: '[masked]' },
+      ]);
+      const over = c.query(`DELETE FROM ${name} WHERE id > 2 RETURNING id, note`);
+      const req = await pendingRequest(name);
+      await t.gw.approvals.decide(req.request.id, bob, 'approve', 'ok');
+      const rows = (await over).rows;
+      expect(rows).toHaveLength(8);
+      expect(new Set(rows.map((r) => r.note))).toEqual(new Set(['[masked]']));
     } finally {
       await c.end();
     }

@@ -639,7 +639,9 @@ export class PostgresSession implements Session {
     }
     this.holdRequest = status.request.id;
     this.notice(holdNotice(status, h.hold));
-    const final = await approvals.waitFor(status.request.id, this.holdAbort!.signal);
+    const waiting = this.ctx.metrics.heldStatements.labels(this.resource);
+    waiting.inc();
+    const final = await approvals.waitFor(status.request.id, this.holdAbort!.signal).finally(() => waiting.dec());
     this.holdRequest = undefined;
     if (this.closed) return { ran: true };
     this.ctx.log.info({ session: this.id, id: status.request.id, policy, state: final.state }, 'held statement decided');
