@@ -19,6 +19,8 @@ import { buildState, publicUrl, serverTlsPems } from './build-state.js';
 import { ApprovalService } from '../approvals/service.js';
 import { SqliteApprovalStore } from '../approvals/sqlite-approval-store.js';
 import { decidePermission } from '../policy/index.js';
+import { NotificationMetrics } from '../approvals/notify/metrics.js';
+import { Notifier } from '../approvals/notify/notifier.js';
 import type { GatewayState } from './state.js';
 
 export interface GatewayOptions {
@@ -41,13 +43,17 @@ export interface ReloadResult {
  */
 export class Gateway {
   readonly log: Logger;
-  readonly metrics = new GatewayMetrics();
+  readonly metrics: GatewayMetrics;
   readonly registry = new SessionRegistry();
   readonly store: SqliteAuditStore;
   readonly events: EventPipeline;
   readonly keyring: Keyring;
   readonly approvals: ApprovalService;
   private readonly approvalStore: SqliteApprovalStore;
+  private readonly notificationMetrics: NotificationMetrics;
+  private notifier: Notifier;
+  /** Notifiers a reload replaced, finishing their deliveries. */
+  private readonly oldNotifiers = new Set<Notifier>();
   postgresAddress = { host: '', port: 0 };
   httpAddress = { host: '', port: 0 };
   private current: GatewayState;
@@ -64,9 +70,13 @@ export class Gateway {
     keyring: Keyring,
     store: SqliteAuditStore,
     approvalStore: SqliteApprovalStore,
+    boot: { metrics: GatewayMetrics; notificationMetrics: NotificationMetrics; notifier: Notifier; log: Logger },
     https?: { cert: string; key: string },
   ) {
-    this.log = opts.log ?? createLogger(opts.config.server.log_level);
+    this.log = boot.log;
+    this.metrics = boot.metrics;
+    this.notificationMetrics = boot.notificationMetrics;
+    this.notifier = boot.notifier;
     this.current = state;
     this.keyring = keyring;
     this.store = store;
@@ -80,6 +90,8 @@ export class Gateway {
       log: this.log,
       seesAll: (p) => decidePermission(this.current.config.policies, p, 'approvals:read').allowed,
       metrics: this.metrics,
+      // A reload may replace the notifier; the service keeps calling whichever is current.
+      notifier: { notify: (type, status) => this.notifier.notify(type, status) },
     });
     const ctx = {
       log: this.log,
@@ -111,12 +123,17 @@ export class Gateway {
     await initSqlParser();
     const keyring = await Keyring.load(cfg.keys, cfg.store.data_dir);
     const state = await buildState(cfg, keyring);
+    const log = opts.log ?? createLogger(cfg.server.log_level);
+    const metrics = new GatewayMetrics();
+    const notificationMetrics = new NotificationMetrics(metrics.registry);
+    // Built before the stores open: a notification secret that cannot be read refuses the start.
+    const notifier = new Notifier(cfg.server.notifications, { log, metrics: notificationMetrics });
     const storePath = cfg.store.path ?? join(cfg.store.data_dir, 'sluice.db');
     const storeOptions = { synchronous: cfg.store.synchronous, busyTimeoutMs: cfg.store.busy_timeout * 1000 };
     const store = SqliteAuditStore.open({ path: storePath, ...storeOptions });
     const approvalStore = SqliteApprovalStore.open(storePath, storeOptions);
     const https = cfg.server.http.tls ? await serverTlsPems(cfg) : undefined;
-    const gw = new Gateway(opts, state, keyring, store, approvalStore, https);
+    const gw = new Gateway(opts, state, keyring, store, approvalStore, { metrics, notificationMetrics, notifier, log }, https);
     try {
       await gw.approvals.recover();
       gw.postgresAddress = await gw.postgres.listen(cfg.server.postgres.listen);
@@ -167,6 +184,16 @@ export class Gateway {
       const needsRestart = restartOnlyKeys(this.current.config, config);
       if (needsRestart.length) this.log.warn({ keys: needsRestart }, 'these settings take effect only after a restart');
       next = await buildState(config, this.keyring, this.current);
+      if (JSON.stringify(config.server.notifications) !== JSON.stringify(this.current.config.server.notifications)) {
+        const replacement = new Notifier(config.server.notifications, { log: this.log, metrics: this.notificationMetrics });
+        const old = this.notifier;
+        this.oldNotifiers.add(old);
+        void old.idle().then(() => {
+          old.close();
+          this.oldNotifiers.delete(old);
+        });
+        this.notifier = replacement;
+      }
     } catch (err) {
       const error = (err as Error).message;
       this.log.error({ err: error }, 'configuration reload refused; the previous configuration stays in effect');
@@ -238,6 +265,10 @@ export class Gateway {
     await this.http.close().catch(() => undefined);
     this.approvals.close();
     this.approvalStore.close();
+    // Deliveries in flight get a few seconds; retries still waiting are abandoned (and counted).
+    const notifiers = [this.notifier, ...this.oldNotifiers];
+    await Promise.race([Promise.all(notifiers.map((n) => n.idle())), new Promise((r) => setTimeout(r, 5000).unref())]);
+    for (const n of notifiers) n.close();
     await this.store.close();
     this.log.info('sluice stopped');
   }

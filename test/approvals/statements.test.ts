@@ -1,7 +1,10 @@
 import { randomBytes } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApprovalError } from '../../src/approvals/errors.js';
+import { SIGNATURE_HEADER, verifyWebhookSignature } from '../../src/approvals/notify/signature.js';
 import type { ApprovalStatus } from '../../src/approvals/types.js';
 import type { AuditEvent } from '../../src/events/types.js';
 import type { Principal } from '../../src/identity/principal.js';
@@ -16,9 +19,26 @@ let bob: Principal;
 let carol: Principal;
 let dave: Principal;
 let alicePrincipal: Principal;
+let receiver: Server;
+const WEBHOOK_SECRET = randomBytes(16).toString('hex');
+/** What the webhook receiver got: body, signature header, and whether the signature verified. */
+const deliveries: { body: Record<string, any>; signed: boolean }[] = [];
 
 beforeAll(async () => {
+  receiver = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString()));
+    req.on('end', () => {
+      const header = String(req.headers[SIGNATURE_HEADER.toLowerCase()] ?? '');
+      deliveries.push({ body: JSON.parse(body), signed: verifyWebhookSignature(WEBHOOK_SECRET, body, header, Math.floor(Date.now() / 1000)) });
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+  process.env.SLUICE_TEST_WEBHOOK_SECRET = WEBHOOK_SECRET;
+  const hook = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks/sluice`;
   t = await startGateway((c) => {
+    c.server.notifications = { webhooks: [{ name: 'approvers', url: hook, secret: '${env:SLUICE_TEST_WEBHOOK_SECRET}' }] };
     const approvers = [{ groups: ['dba'] }];
     c.policies.push(
       { name: 'ops', when: { groups: ['ops'] }, resources: ['orders'], grants: ['read', 'write', 'ddl'] },
@@ -49,6 +69,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await admin?.end();
   await t?.stop();
+  await new Promise((r) => receiver?.close(r));
 });
 
 /** A table of `rows` rows owned by the migrator role and writable by the write grant. */
@@ -126,6 +147,14 @@ describe('interactive approval (wait mode)', () => {
     expect((await stateOf(req.request.id, 'used')).state).toBe('used');
     const types = (await events(req.request.id)).map((e) => e.type);
     expect(types).toEqual(['approval.requested', 'approval.decided', 'approval.used']);
+
+    // Approvers were told through the signed webhook, of the request and of the decision.
+    for (let i = 0; i < 100 && deliveries.filter((d) => d.body.id === req.request.id).length < 2; i++) await new Promise((r) => setTimeout(r, 50));
+    const told = deliveries.filter((d) => d.body.id === req.request.id);
+    expect(told.map((d) => d.body.type)).toEqual(['approval.requested', 'approval.decided']);
+    expect(told.every((d) => d.signed)).toBe(true);
+    expect(told[0]!.body).toMatchObject({ kind: 'statement', rule: 'hold-drops', resource: 'orders', link: req.request.link, statement: { text: `DROP TABLE ${name}` } });
+    expect(told[1]!.body).toMatchObject({ state: 'approved', decisions: [{ decision: 'approve', by: { subject: 'bob' }, reason: 'planned cleanup' }] });
   });
 
   it('returns 42501 naming the approver and reason when the request is denied, and the session stays usable', async () => {

@@ -186,6 +186,8 @@ export class PostgresSession implements Session {
   private onIdle?: () => void;
   /** Notices waiting for a message boundary in the backend stream. */
   private notices: Buffer[] = [];
+  /** The client sent a CancelRequest while its statement waited for a decision. */
+  private holdCancelled = false;
   /** From SET sluice.justification: shown to approvers. */
   private justification?: string;
   private readonly maxMessageBytes: number;
@@ -244,19 +246,22 @@ export class PostgresSession implements Session {
     return this.end;
   }
 
-  limitEnd(endsAt: Date): void {
+  limitEnd(
+    endsAt: Date,
+    reason: TerminationReason = { code: 'session_duration_exceeded', sqlstate: '57P01', message: 'the session reached its max_session_duration; reconnect with a fresh token' },
+  ): void {
     if (this.closed || (this.end && this.end <= endsAt)) return;
     this.end = endsAt;
     clearTimeout(this.endTimer);
-    this.armEndTimer(endsAt);
+    this.armEndTimer(endsAt, reason);
   }
 
   /** Timers cannot wait longer than about 24.8 days: a longer limit re-arms until it is reached. */
-  private armEndTimer(endsAt: Date): void {
+  private armEndTimer(endsAt: Date, reason: TerminationReason): void {
     const ms = Math.max(0, Math.min(endsAt.getTime() - Date.now(), 2 ** 31 - 1));
     this.endTimer = setTimeout(() => {
-      if (Date.now() < endsAt.getTime()) this.armEndTimer(endsAt);
-      else this.terminate({ code: 'session_duration_exceeded', sqlstate: '57P01', message: 'the session reached its max_session_duration; reconnect with a fresh token' });
+      if (Date.now() < endsAt.getTime()) this.armEndTimer(endsAt, reason);
+      else this.terminate(reason);
     }, ms);
     this.endTimer.unref();
   }
@@ -580,6 +585,18 @@ export class PostgresSession implements Session {
     return name;
   }
 
+  /**
+   * A CancelRequest for this session. While a statement waits for a decision
+   * the backend has nothing to cancel: the wait ends instead, the request is
+   * withdrawn and the statement fails with 57014, as a cancelled query does.
+   */
+  cancelHeld(): boolean {
+    if (this.holdRequest === undefined || !this.holdAbort) return false;
+    this.holdCancelled = true;
+    this.holdAbort.abort();
+    return true;
+  }
+
   /** Holds the statement: the client is paused until it runs, is refused, or ran under its row threshold. */
   private startHold(h: Held): void {
     this.pauseClient(PAUSE_HOLD);
@@ -644,6 +661,11 @@ export class PostgresSession implements Session {
     const final = await approvals.waitFor(status.request.id, this.holdAbort!.signal).finally(() => waiting.dec());
     this.holdRequest = undefined;
     if (this.closed) return { ran: true };
+    if (this.holdCancelled && final.state === 'pending') {
+      this.holdCancelled = false;
+      await approvals.cancel(final.request.id, 'the client cancelled the statement');
+      return { refuse: `sluice: canceling statement due to user request; approval request ${final.request.id} was withdrawn`, sqlstate: '57014' };
+    }
     this.ctx.log.info({ session: this.id, id: status.request.id, policy, state: final.state }, 'held statement decided');
     if (final.state === 'expired') await approvals.expire(final.request.id);
     const outcome = heldOutcome(final);
