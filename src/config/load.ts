@@ -176,7 +176,9 @@ function approvalPolicyIssues(p: PolicyConfig, at: string): { path: string; mess
   const what = p.approval ? 'approval' : 'access';
   if (p.approval && p.access) issues.push({ path: `${at}.access`, message: 'a policy holds statements (approval) or grants time-boxed access (access), not both' });
   if (p.resources === undefined) issues.push({ path: `${at}.resources`, message: `${what} goes with resources` });
-  for (const key of ['grants', 'statements', 'permissions', 'masking', 'max_session_duration'] as const) {
+  // An access policy may bound the sessions its grants open; a hold rule opens no session to bound.
+  const own = p.access && !p.approval ? (['grants', 'statements', 'permissions', 'masking'] as const) : (['grants', 'statements', 'permissions', 'masking', 'max_session_duration'] as const);
+  for (const key of own) {
     if (p[key] !== undefined) issues.push({ path: `${at}.${key}`, message: `an ${what} policy only names what needs a decision; put ${key} in a policy of its own` });
   }
   if (p.effect === 'deny') issues.push({ path: `${at}.effect`, message: `${what} has no deny effect; leave effect out` });

@@ -10,6 +10,18 @@ export interface SessionRequest {
   readonly grant: GrantName;
   /** Epoch seconds; passed in so decisions are pure and testable. */
   readonly now: number;
+  /** Approved time-boxed grants of this principal on this resource (from the approval store). */
+  readonly accessGrants?: readonly AccessGrant[];
+}
+
+/** An approved access request: `grant` on the request's resource until `until`. */
+export interface AccessGrant {
+  readonly requestId: string;
+  /** The policy whose access rule the request was made under. */
+  readonly policy: string;
+  readonly grant: GrantName;
+  /** Epoch seconds at which the grant ends. */
+  readonly until: number;
 }
 
 export type SessionDenialCode = 'policy_denied' | 'grant_not_allowed' | 'no_matching_policy' | 'token_expired';
@@ -20,7 +32,8 @@ export type SessionDecision =
       readonly grant: GrantName;
       /**
        * The allow policy that bounds the session (smallest max_session_duration),
-       * or else the first matching allow policy by name.
+       * or else the first matching allow policy by name; for a session on an
+       * access grant, the policy whose access rule the request was made under.
        */
       readonly policy: string;
       /**
@@ -30,6 +43,8 @@ export type SessionDecision =
        * a session may outlive a short-lived token (a 5-minute CI token, say).
        */
       readonly endsAt?: number;
+      /** The access request whose grant opens the session, when no allow policy gives the grant. */
+      readonly accessRequest?: string;
     }
   | {
       readonly allowed: false;
@@ -51,9 +66,10 @@ export type PermissionDecision =
 /**
  * May this principal open a session on this resource with this grant?
  * The token must still be valid at `now`; after that only max_session_duration
- * bounds the session. A matching deny wins over every allow; the outcome
- * depends only on the set of policies, never on their order (ties between
- * names are broken by name).
+ * bounds the session. A matching deny wins over every allow, and over access
+ * grants; an access grant counts only when no allow policy gives the grant.
+ * The outcome depends only on the sets of policies and access grants, never
+ * on their order (ties are broken by name and request id).
  */
 export function decideSession(policies: readonly PolicyConfig[], req: SessionRequest): SessionDecision {
   const { principal, resource, grant, now } = req;
@@ -75,6 +91,11 @@ export function decideSession(policies: readonly PolicyConfig[], req: SessionReq
   const allowing = onResource.filter((p) => p.effect === 'allow' && hasGrant(p, grant));
   if (allowing.length > 0) return allow(allowing, grant, now);
 
+  const granted = allowByAccess(policies, req);
+  if (granted) return granted;
+
+  const requestable = accessRulesFor(policies, principal, resource, grant).length > 0;
+  const hint = `request time-boxed access: sluice access request ${showName(resource)} --grant ${showName(grant)}`;
   const allowsOthers = onResource.filter((p) => p.effect === 'allow');
   const open = openGrants(onResource);
   if (open.length > 0) {
@@ -85,14 +106,16 @@ export function decideSession(policies: readonly PolicyConfig[], req: SessionReq
       policy: firstByName(allowsOthers).name,
       message:
         `${showPolicies(allowsOthers.map((p) => p.name))} ${verb} resource ${showName(resource)} but not grant ${showName(grant)}; ` +
-        `grants you may ask for: ${open.join(', ')}`,
+        `grants you may ask for: ${open.join(', ')}${requestable ? `; or ${hint}` : ''}`,
     };
   }
 
   return {
     allowed: false,
     code: 'no_matching_policy',
-    message: `no policy allows grant ${showName(grant)} on resource ${showName(resource)} for ${showPrincipal(principal.subject, principal.groups)}`,
+    message:
+      `no policy allows grant ${showName(grant)} on resource ${showName(resource)} for ${showPrincipal(principal.subject, principal.groups)}` +
+      (requestable ? `; ${hint}` : ''),
   };
 }
 
@@ -155,6 +178,53 @@ function allow(allowing: readonly PolicyConfig[], grant: GrantName, now: number)
     return db < da || (db === da && byCodeUnits(b.name, a.name) < 0) ? b : a;
   });
   return { allowed: true, grant, policy: tightest.name, endsAt: now + (tightest.max_session_duration as number) };
+}
+
+/**
+ * The session an approved access grant opens: exactly the grant requested
+ * (no lesser grant rides along), only while its access rule still exists and
+ * still matches, and never past the grant's end or the rule's
+ * max_session_duration. Of several usable grants the one whose session
+ * lasts longest wins.
+ */
+function allowByAccess(policies: readonly PolicyConfig[], req: SessionRequest): SessionDecision | undefined {
+  const { principal, resource, grant, now } = req;
+  const rules = accessRulesFor(policies, principal, resource, grant);
+  let best: { requestId: string; policy: string; until: number; endsAt: number } | undefined;
+  for (const g of req.accessGrants ?? []) {
+    if (g.grant !== grant || !Number.isFinite(g.until) || !(g.until > now)) continue;
+    const named = rules.filter((p) => p.name === g.policy);
+    if (named.length === 0) continue;
+    const bounds = named.flatMap((p) => (p.max_session_duration === undefined ? [] : [now + p.max_session_duration]));
+    const endsAt = Math.min(g.until, ...bounds);
+    const candidate = { requestId: g.requestId, policy: g.policy, until: g.until, endsAt };
+    if (!best || lastsLonger(candidate, best)) best = candidate;
+  }
+  if (!best) return undefined;
+  return { allowed: true, grant, policy: best.policy, endsAt: best.endsAt, accessRequest: best.requestId };
+}
+
+function lastsLonger(
+  a: { requestId: string; policy: string; until: number; endsAt: number },
+  b: { requestId: string; policy: string; until: number; endsAt: number },
+): boolean {
+  if (a.endsAt !== b.endsAt) return a.endsAt > b.endsAt;
+  if (a.until !== b.until) return a.until > b.until;
+  if (a.requestId !== b.requestId) return byCodeUnits(a.requestId, b.requestId) < 0;
+  return byCodeUnits(a.policy, b.policy) < 0;
+}
+
+/** Policies with an access rule that lets this principal request this grant on this resource. */
+function accessRulesFor(policies: readonly PolicyConfig[], principal: Principal, resource: string, grant: GrantName): PolicyConfig[] {
+  return policies.filter(
+    (p) =>
+      p.access !== undefined &&
+      p.access.grants.includes(grant) &&
+      p.resources !== undefined &&
+      resource !== '*' &&
+      (p.resources.includes(resource) || p.resources.includes('*')) &&
+      matchesPrincipal(p.when, principal),
+  );
 }
 
 /** Session policies (resources + grants) that cover this resource and match the principal. */

@@ -12,7 +12,7 @@ import { PostgresListener } from '../protocols/postgres/listener.js';
 import { createHttpServer } from '../server/http.js';
 import { SessionRegistry } from '../sessions/registry.js';
 import { initSqlParser } from '../sql/index.js';
-import { authorizeSession } from './authorize-session.js';
+import { accessGrantsOf, authorizeSession } from './authorize-session.js';
 import { CatalogCache } from '../protocols/postgres/masking/catalog-cache.js';
 import { maskingPlanFor, maskingPlanKey } from '../masking/rules.js';
 import { buildState, publicUrl, serverTlsPems } from './build-state.js';
@@ -22,6 +22,7 @@ import { decidePermission } from '../policy/index.js';
 import { NotificationMetrics } from '../approvals/notify/metrics.js';
 import { Notifier } from '../approvals/notify/notifier.js';
 import type { GatewayState } from './state.js';
+import type { AccessGrant } from '../policy/decide.js';
 
 export interface GatewayOptions {
   readonly config: SluiceConfig;
@@ -212,10 +213,18 @@ export class Gateway {
         s.terminate({ code: 'masking_changed', sqlstate: '57P01', message: 'session ended after a configuration reload changed what it must mask; reconnect' });
         continue;
       }
+      // Access grants as of the real now: only grants still running, under rules still in force, count.
+      // An unreadable approval store counts as none: a session cannot stay on a grant nobody can show.
+      let grants: AccessGrant[] = [];
+      try {
+        grants = accessGrantsOf(this.approvals.activeAccess(s.principal, s.resource));
+      } catch (err) {
+        this.log.error({ session: s.id, err: String(err) }, 'could not read access grants during reload');
+      }
       // The session's open time as "now": a token that expired since connect does not end it (decision 0001).
-      const verdict = authorizeSession(next, s.principal, s.resource, s.grant, Math.floor(s.openedAt.getTime() / 1000));
+      const verdict = authorizeSession(next, s.principal, s.resource, s.grant, Math.floor(s.openedAt.getTime() / 1000), grants);
       if (verdict.ok) {
-        if (verdict.endsAt !== undefined) s.limitEnd(new Date(verdict.endsAt * 1000));
+        if (verdict.endsAt !== undefined) s.limitEnd(new Date(verdict.endsAt * 1000), verdict.endReason);
         continue;
       }
       terminated++;

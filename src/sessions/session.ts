@@ -20,7 +20,7 @@ export interface Session {
   /** Name of the policy that allowed the session. */
   readonly policy: string;
   readonly openedAt: Date;
-  /** When Sluice ends the session (max_session_duration), if bounded. */
+  /** When Sluice ends the session (max_session_duration, or the end of a time-boxed grant), if bounded. */
   readonly endsAt: Date | undefined;
   readonly clientAddress: string;
   readonly tls: boolean;
@@ -28,8 +28,12 @@ export interface Session {
   bytesFromClient: number;
   bytesToClient: number;
   statements: number;
-  /** Brings the end of the session forward (never back), for example when a reload tightens max_session_duration. */
-  limitEnd(endsAt: Date): void;
+  /**
+   * Brings the end of the session forward (never back), for example when a
+   * reload tightens max_session_duration. `reason` is what the client is told
+   * then; without it, that the session reached its max_session_duration.
+   */
+  limitEnd(endsAt: Date, reason?: TerminationReason): void;
   /** Ends the session with a FATAL error to the client and closes the backend connection. */
   terminate(reason: TerminationReason): void;
 }

@@ -200,5 +200,7 @@ describe('approval policy configuration', () => {
     expect(check({ approval: { statements: { kinds: ['ddl.drop'] }, approvers: [] } })).toThrow(/policies\[0\]\.approval\.approvers/);
     expect(check({ approval: { statements: { kinds: ['ddl.drop'] }, approvers }, access: { grants: ['write'], approvers } })).toThrow(/not both/);
     expect(check({ access: { grants: ['write'], approvers, max_duration: 0 } })).toThrow(/max_duration/);
+    expect(check({ approval: { statements: { kinds: ['ddl.drop'] }, approvers }, max_session_duration: '1h' })).toThrow(/policies\[0\]\.max_session_duration/);
+    expect(check({ access: { grants: ['write'], approvers }, max_session_duration: '30m' })).not.toThrow();
   });
 });

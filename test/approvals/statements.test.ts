@@ -194,6 +194,18 @@ describe('interactive approval (wait mode)', () => {
     }
   });
 
+  it('withdraws the request when psql is interrupted (CancelRequest) while it waits', async () => {
+    const name = await table(1);
+    const run = psql(t, t.url('ddl'), alice, ['-c', `DROP TABLE ${name}`]);
+    const req = await pendingRequest(name);
+    run.child.kill('SIGINT');
+    const done = await run;
+    expect(done.code).not.toBe(0);
+    expect(done.stderr).toContain(`canceling statement due to user request; approval request ${req.request.id} was withdrawn`);
+    expect((await stateOf(req.request.id, 'cancelled')).state).toBe('cancelled');
+    expect(await exists(name)).toBe(true);
+  });
+
   it('cancels the request when the waiting client disconnects, so the statement never runs', async () => {
     const name = await table(1);
     const c = await pgClient(t, 'ddl', alice);

@@ -4,6 +4,8 @@ import type { BackendTarget } from './backend/connect.js';
 export interface CancelEntry {
   readonly target: Pick<BackendTarget, 'host' | 'port' | 'tls' | 'connectTimeoutMs'>;
   readonly backendKey: { readonly pid: number; readonly secret: number };
+  /** Set once the session exists: a cancel may end its wait for an approval instead. */
+  session?: { cancelHeld(): boolean };
 }
 
 /**

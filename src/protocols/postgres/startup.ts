@@ -4,7 +4,7 @@ import { TLSSocket } from 'node:tls';
 import { AuthenticationError, SluiceError } from '../../errors.js';
 import type { AuditEventInput } from '../../events/types.js';
 import { principalRef, type Principal } from '../../identity/principal.js';
-import { authorizeSession } from '../../runtime/authorize-session.js';
+import { accessGrantsOf, authorizeSession } from '../../runtime/authorize-session.js';
 import { connectBackend, type BackendConnection, type BackendTarget } from './backend/connect.js';
 import { backendTarget } from './backend/target.js';
 import { sendCancel } from './backend/cancel.js';
@@ -14,7 +14,7 @@ import { FrameReader } from './codec/frame-reader.js';
 import { parsePassword, parseStartupPacket } from './codec/frontend-parser.js';
 import { FE } from './codec/message-types.js';
 import type { Reservation } from '../../sessions/registry.js';
-import type { CancelKeys } from './cancel-keys.js';
+import type { CancelEntry, CancelKeys } from './cancel-keys.js';
 import type { PostgresAdapterContext } from './context.js';
 import { Incoming } from './incoming.js';
 import { PostgresSession } from './session-relay.js';
@@ -22,6 +22,7 @@ import { checkStartupParams, type StartupRequest } from './startup-params.js';
 import { typeOidsByName } from './type-oids.js';
 import { maskingPlanFor } from '../../masking/rules.js';
 import type { GatewayState } from '../../runtime/state.js';
+import type { ActiveAccess } from '../../approvals/service.js';
 import { SessionMasker } from './masking/session-masker.js';
 
 /** A refusal sent to the client as a FATAL ErrorResponse and recorded as session.refused. */
@@ -111,6 +112,8 @@ export async function runStartup(raw: Socket, deps: StartupDeps): Promise<void> 
             ctx.log.debug({ clientAddress }, 'cancel request with an unknown key ignored');
             return;
           }
+          // A statement waiting for approval is not running on the backend: the wait itself is what gets cancelled.
+          if (entry.session?.cancelHeld()) return;
           await sendCancel(entry.target, entry.backendKey).catch((err: Error) => ctx.log.warn({ err: err.message }, 'cancel request to the backend failed'));
           return;
         }
@@ -140,7 +143,8 @@ export async function runStartup(raw: Socket, deps: StartupDeps): Promise<void> 
       if (err instanceof AuthenticationError) throw new Refusal(err.code, '28000', `authentication failed: ${err.message}`);
       throw err;
     }
-    const authorized = authorizeSession(state, principal, request.resource, request.grant, Math.floor(Date.now() / 1000));
+    let active = readActiveAccess(ctx, principal, request.resource);
+    const authorized = authorizeSession(state, principal, request.resource, request.grant, Math.floor(Date.now() / 1000), accessGrantsOf(active));
     if (!authorized.ok) throw new Refusal(authorized.code, authorized.sqlstate, authorized.message);
     const { resource, credential } = authorized;
     const reserved = ctx.registry.reserve(resource.name, principal, {
@@ -174,13 +178,19 @@ export async function runStartup(raw: Socket, deps: StartupDeps): Promise<void> 
     incoming.throwIfFailed();
     // A reload during all that did not see this session yet: hold it to the configuration now in force.
     const current = ctx.state();
+    let decided = authorized;
     if (current !== state) {
-      const again = authorizeSession(current, principal, resource.name, request.grant, Math.floor(Date.now() / 1000));
+      active = readActiveAccess(ctx, principal, resource.name);
+      const again = authorizeSession(current, principal, resource.name, request.grant, Math.floor(Date.now() / 1000), accessGrantsOf(active));
       if (!again.ok) throw new Refusal(again.code, again.sqlstate, again.message);
+      decided = again;
     }
     const id = randomUUID();
-    const endsAt = authorized.endsAt !== undefined ? new Date(authorized.endsAt * 1000) : undefined;
+    const endsAt = decided.endsAt !== undefined ? new Date(decided.endsAt * 1000) : undefined;
+    const access = active.find((a) => a.requestId === decided.accessRequest);
     try {
+      // The use of a time-boxed grant is on record before the session it opens.
+      if (access) await ctx.approvals.accessUsed(access, id, principalRef(principal), resource.name);
       await ctx.events.record([
         {
           type: 'session.opened',
@@ -190,7 +200,8 @@ export async function runStartup(raw: Socket, deps: StartupDeps): Promise<void> 
           resource: resource.name,
           data: {
             grant: request.grant,
-            policy: authorized.policy,
+            policy: decided.policy,
+            ...(access ? { accessRequest: access.requestId } : {}),
             groups: principal.groups,
             clientAddress,
             tls,
@@ -207,7 +218,8 @@ export async function runStartup(raw: Socket, deps: StartupDeps): Promise<void> 
     clearTimeout(timer);
     incoming.detach();
 
-    const ourKey = deps.cancelKeys.issue({ target, backendKey: backend.key });
+    const cancelEntry: CancelEntry = { target, backendKey: backend.key };
+    const ourKey = deps.cancelKeys.issue(cancelEntry);
     const hello: Buffer[] = [authenticationOk()];
     for (const [name, value] of backend.parameters) hello.push(parameterStatus(name, value));
     hello.push(backendKeyData(ourKey.pid, ourKey.secret), readyForQuery('I'));
@@ -220,8 +232,9 @@ export async function runStartup(raw: Socket, deps: StartupDeps): Promise<void> 
         principal,
         resource: resource.name,
         grant: request.grant,
-        policy: authorized.policy,
-        endsAt,
+        policy: decided.policy,
+        // An end set by the grant's expiry is armed below with its own message.
+        endsAt: decided.endReason ? undefined : endsAt,
         clientAddress,
         tls,
         applicationName: request.applicationName,
@@ -236,6 +249,8 @@ export async function runStartup(raw: Socket, deps: StartupDeps): Promise<void> 
         deps.onSessionClosed(s);
       },
     );
+    cancelEntry.session = session;
+    if (endsAt && decided.endReason) session.limitEnd(endsAt, decided.endReason);
     deps.onSession(session, reservation);
     // A close that happened between the check above and the handover was seen by no one: end the session now.
     if (socket.destroyed) {
@@ -249,6 +264,16 @@ export async function runStartup(raw: Socket, deps: StartupDeps): Promise<void> 
     backend?.socket.destroy();
     reservation?.release();
     refuse(socket, err, deps, { clientAddress, tls, principal, request });
+  }
+}
+
+/** Approved time-boxed grants of the principal on the resource; an unreadable approval store refuses the connection. */
+function readActiveAccess(ctx: PostgresAdapterContext, principal: Principal, resource: string): ActiveAccess[] {
+  try {
+    return ctx.approvals.activeAccess(principal, resource);
+  } catch (err) {
+    ctx.log.error({ resource, err: String(err) }, 'could not read access grants');
+    throw new Refusal('approvals_unavailable', '58000', 'Sluice cannot read access grants right now; try again later and tell the Sluice operator');
   }
 }
 
