@@ -16,6 +16,7 @@ resources:
 policies:
   - { name: eng-read, when: { groups: [eng] }, resources: [orders], grants: [read, ddl] }
   - { name: no-ddl-in-ci, effect: deny, when: { groups: [ci] }, resources: ['*'], statements: { kinds: [ddl.drop] } }
+  - { name: big-deletes, when: { groups: [eng] }, resources: [orders], approval: { statements: { kinds: [delete] }, rows_over: 100, mode: fail_fast, approvers: [{ groups: [dba] }] } }
 `,
 );
 
@@ -30,6 +31,14 @@ describe('sluice policy explain', () => {
     expect(r.out.session).toMatchObject({ allowed: true, policy: 'eng-read' });
     expect(r.out.statements.map((s: { facts: { kind: string } }) => s.facts.kind)).toEqual(['select', 'ddl.drop']);
     expect(r.out.verdict).toEqual({ action: 'deny', rule: 'no-ddl-in-ci', reason: 'sluice: DROP TABLE denied by rule no-ddl-in-ci', sqlstate: '42501' });
+  });
+
+  it('says when an allowed statement would be held for approval', () => {
+    const r = explain('eng', 'ddl', 'DELETE FROM orders WHERE id > 5');
+    expect(r.status).toBe(0);
+    expect(r.out.verdict).toEqual({ action: 'allow', rule: 'sluice-grants' });
+    expect(r.out.approval).toEqual({ policy: 'big-deletes', mode: 'fail_fast', rowsOver: 100, required: 1 });
+    expect(explain('eng', 'ddl', 'SELECT 1').out.approval).toBeUndefined();
   });
 
   it('allows what the grant covers and denies unparseable text', () => {

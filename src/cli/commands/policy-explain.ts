@@ -8,6 +8,7 @@ import type { Principal } from '../../identity/principal.js';
 import { judgeMasking, type MaskVerdict } from '../../masking/judge.js';
 import { resolveMasking } from '../../masking/resolve.js';
 import { maskingPlanFor } from '../../masking/rules.js';
+import { holdFor } from '../../approvals/rules.js';
 import { decideSession } from '../../policy/index.js';
 import { backendTarget } from '../../protocols/postgres/backend/target.js';
 import { loadCatalogOver } from '../../protocols/postgres/masking/catalog-cache.js';
@@ -68,9 +69,11 @@ export function policyCommands(program: Command): void {
       const each = statements.map((facts) => judgeStatement({ ...context, facts }));
       const verdict: Verdict = classified.ok ? judgeStatements({ ...context, statements }) : judgeUnparseable(`${classified.reason}: ${classified.message}`);
       const masking = verdict.action === 'allow' ? await explainMasking(config, principal, o.resource, grant, statements) : undefined;
+      const held = verdict.action === 'allow' ? holdFor(config.policies, principal, o.resource, statements) : undefined;
+      const approval = held ? { policy: held.policy, mode: held.rule.mode, ...(held.rule.rows_over !== undefined ? { rowsOver: held.rule.rows_over } : {}), required: held.rule.required } : undefined;
 
       if (o.json) {
-        process.stdout.write(JSON.stringify({ session, statements: statements.map((facts, i) => ({ facts, verdict: each[i] })), verdict, ...(masking ? { masking } : {}) }, null, 2) + '\n');
+        process.stdout.write(JSON.stringify({ session, statements: statements.map((facts, i) => ({ facts, verdict: each[i] })), verdict, ...(masking ? { masking } : {}), ...(approval ? { approval } : {}) }, null, 2) + '\n');
       } else {
         const out: string[] = [];
         out.push(session.allowed ? `session: allowed by policy ${session.policy}` : `session: denied (${session.code}): ${session.message}`);
@@ -87,6 +90,10 @@ export function policyCommands(program: Command): void {
         });
         out.push('', `message: ${describe(verdict)}`);
         if (masking) out.push(`masking (policies ${masking.policies.join(', ')}): ${describeMasking(masking)}`);
+        if (approval) {
+          const when = approval.rowsOver !== undefined ? ` when it changes more than ${approval.rowsOver} rows` : '';
+          out.push(`approval: held by policy ${approval.policy}${when} for ${approval.required === 1 ? 'one approver' : `${approval.required} approvers`} (${approval.mode === 'wait' ? 'the session waits' : 'fails now; the identical re-run runs once after approval'})`);
+        }
         process.stdout.write(out.join('\n') + '\n');
       }
       if (!session.allowed || verdict.action === 'deny' || masking?.verdict?.action === 'deny') process.exitCode = 1;
