@@ -285,6 +285,11 @@ export class ApprovalService {
     });
   }
 
+  /** How many callers wait on this request right now (sessions and API long-polls). */
+  waiters(id: string): number {
+    return this.changed.listenerCount(id);
+  }
+
   get(id: string, principal: Principal): ApprovalStatus {
     const s = this.deps.store.get(id);
     if (!s || !this.visible(s, principal)) throw new ApprovalError('approval_not_found', 404, `no approval request ${id} that you may see`);
@@ -292,7 +297,7 @@ export class ApprovalService {
   }
 
   list(principal: Principal, filter: { kind?: ApprovalKind; state?: ApprovalState; mine?: boolean; limit?: number } = {}): ApprovalStatus[] {
-    const all = this.deps.store.list({ kind: filter.kind, limit: 1000, ...(filter.mine ? { requester: principalRef(principal) } : {}) });
+    const all = this.deps.store.list({ kind: filter.kind, limit: 1000, ...(filter.state === 'pending' ? { open: true } : {}), ...(filter.mine ? { requester: principalRef(principal) } : {}) });
     return all
       .filter((s) => (filter.state === undefined || s.state === filter.state) && this.visible(s, principal))
       .slice(0, Math.min(Math.max(filter.limit ?? 100, 1), 1000));

@@ -20,6 +20,8 @@ export interface ApprovalListFilter {
   readonly kind?: ApprovalKind;
   readonly requester?: PrincipalRef;
   readonly since?: string;
+  /** Only requests that may still be pending: not past expiresAt, not denied, cancelled or ended. */
+  readonly open?: boolean;
   readonly limit?: number;
 }
 
@@ -123,6 +125,10 @@ export class SqliteApprovalStore {
     if (filter.since) {
       where.push('created_at >= ?');
       args.push(filter.since);
+    }
+    if (filter.open) {
+      where.push("expires_at > ? AND NOT EXISTS (SELECT 1 FROM approval_events e WHERE e.request_id = approval_requests.id AND e.type IN ('deny', 'cancel', 'expire'))");
+      args.push(now.toISOString());
     }
     const limit = Math.min(Math.max(filter.limit ?? 100, 1), 1000);
     const sql = `SELECT id FROM approval_requests ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT ${limit}`;

@@ -1,20 +1,24 @@
 import type { PrincipalRef } from '../identity/principal.js';
 
-export type AuditEventType =
-  | 'session.opened'
-  | 'session.closed'
-  | 'session.refused'
-  | 'session.terminated'
-  | 'statement.started'
-  | 'statement.completed'
-  | 'statement.denied'
-  | 'approval.requested'
-  | 'approval.decided'
-  | 'approval.used'
-  | 'approval.cancelled'
-  | 'approval.expired'
-  | 'config.reloaded'
-  | 'config.rejected';
+/** Every event type, in lifecycle order; the API validates filters against this list. */
+export const AUDIT_EVENT_TYPES = [
+  'session.opened',
+  'session.closed',
+  'session.refused',
+  'session.terminated',
+  'statement.started',
+  'statement.completed',
+  'statement.denied',
+  'approval.requested',
+  'approval.decided',
+  'approval.used',
+  'approval.cancelled',
+  'approval.expired',
+  'config.reloaded',
+  'config.rejected',
+] as const;
+
+export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];
 
 /** What a producer hands to the event pipeline. */
 export interface AuditEventInput {

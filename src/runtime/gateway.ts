@@ -87,7 +87,7 @@ export class Gateway {
       store: approvalStore,
       events: this.events,
       policies: () => this.current.config.policies,
-      baseUrl: () => publicUrl(this.current.config),
+      baseUrl: () => this.linkBase(),
       log: this.log,
       seesAll: (p) => decidePermission(this.current.config.policies, p, 'approvals:read').allowed,
       metrics: this.metrics,
@@ -253,6 +253,15 @@ export class Gateway {
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'cannot watch the config file; reload with SIGHUP');
     }
+  }
+
+  /** Where approval links point: server.public_url, else the HTTP listener as bound (its port may have been 0 in the config). */
+  private linkBase(): string {
+    const cfg = this.current.config;
+    if (cfg.server.public_url || this.httpAddress.port === 0) return publicUrl(cfg);
+    const bound = this.httpAddress.host;
+    const host = bound === '0.0.0.0' || bound === '::' ? '127.0.0.1' : bound.includes(':') ? `[${bound}]` : bound;
+    return `${cfg.server.http.tls ? 'https' : 'http'}://${host}:${this.httpAddress.port}`;
   }
 
   private notReady(): string[] {

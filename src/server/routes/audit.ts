@@ -1,20 +1,10 @@
 import type { FastifyInstance } from 'fastify';
 import type { AuditStore } from '../../audit/store.js';
 import { SluiceError } from '../../errors.js';
-import type { AuditEventType, AuditQuery } from '../../events/types.js';
+import { AUDIT_EVENT_TYPES, type AuditEventType, type AuditQuery } from '../../events/types.js';
 import { sendError } from '../api-auth.js';
 
-const TYPES: readonly AuditEventType[] = [
-  'session.opened',
-  'session.closed',
-  'session.refused',
-  'session.terminated',
-  'statement.started',
-  'statement.completed',
-  'statement.denied',
-  'config.reloaded',
-  'config.rejected',
-];
+const TYPES: readonly AuditEventType[] = AUDIT_EVENT_TYPES;
 
 const PARAMS = ['after_seq', 'before_seq', 'type', 'session_id', 'subject', 'resource', 'since', 'until', 'q', 'limit', 'order'] as const;
 type AuditQueryString = { [K in (typeof PARAMS)[number]]?: string };
