@@ -29,7 +29,8 @@ export function holdFor(policies: readonly PolicyConfig[], principal: Principal,
       p.approval !== undefined &&
       covers(p, resource) &&
       matchesPrincipal(p.when, principal) &&
-      statements.some((f) => ruleMatches(p.approval!.statements, f) || (f.body ? ruleMatches(p.approval!.statements, f.body) : false)),
+      // An EXECUTE runs its prepared body; a PREPARE runs nothing, so it is held (if at all) when executed.
+      statements.some((f) => (f.kind === 'prepare' ? false : ruleMatches(p.approval!.statements, f)) || (f.kind === 'execute' && f.body ? ruleMatches(p.approval!.statements, f.body) : false)),
   );
   if (matching.length === 0) return undefined;
   const threshold = (p: PolicyConfig) => p.approval!.rows_over ?? -1;

@@ -3,6 +3,7 @@ import { SluiceError } from '../errors.js';
 import { Keyring } from '../keys/keyring.js';
 import { devIssuerFor, publicUrl } from '../runtime/build-state.js';
 import { findConfigFile } from './config-file.js';
+import { TokenCache } from './token-cache.js';
 
 export interface ApiOptions {
   config?: string;
@@ -15,8 +16,9 @@ export interface ApiOptions {
 /**
  * The CLI's client for /api/v1. Commands that read or change state go
  * through the API (so they work against a remote gateway and obey policy);
- * the token comes from --token, $SLUICE_TOKEN, or, where the config enables
- * the development issuer, a token minted locally for --as.
+ * the token comes from --token, $SLUICE_TOKEN, the `sluice login` token
+ * cached for this API URL, or, where the config enables the development
+ * issuer, a token minted locally for --as.
  */
 export class ApiClient {
   private constructor(
@@ -27,13 +29,17 @@ export class ApiClient {
   static async create(opts: ApiOptions): Promise<ApiClient> {
     let url = opts.url ?? process.env.SLUICE_URL;
     let token = opts.token ?? process.env.SLUICE_TOKEN;
+    // --as names the development issuer explicitly, so a cached login must not stand in for it.
+    const cached = (apiUrl: string): string | undefined => (opts.as === undefined ? new TokenCache().usable(apiUrl)?.token : undefined);
+    if (url && !token) token = cached(url);
     if (!url || !token) {
       const { config } = loadConfigFile(findConfigFile(opts.config));
       url ??= publicUrl(config);
+      token ??= cached(url);
       if (!token) {
         const keyring = await Keyring.load(config.keys, config.store.data_dir);
         const dev = devIssuerFor(config, keyring);
-        if (!dev) throw new SluiceError('token_missing', 'no token: pass --token or set SLUICE_TOKEN (the development issuer is not enabled)');
+        if (!dev) throw new SluiceError('token_missing', `no token: run "sluice login --url ${url}", pass --token or set SLUICE_TOKEN (the development issuer is not enabled)`);
         token = await dev.mint({ subject: opts.as ?? 'demo', groups: opts.asGroups ?? (opts.as ? [] : ['demo']), ttlSeconds: 300 });
       }
     }
@@ -48,19 +54,26 @@ export class ApiClient {
     return this.request<T>('DELETE', path, {});
   }
 
-  private async request<T>(method: string, path: string, query: Record<string, string | number | undefined>): Promise<T> {
+  /** POSTs `body` as JSON. */
+  async post<T>(path: string, body: unknown): Promise<T> {
+    return this.request<T>('POST', path, {}, body);
+  }
+
+  private async request<T>(method: string, path: string, query: Record<string, string | number | undefined>, body?: unknown): Promise<T> {
     const u = new URL(this.baseUrl + path);
     for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== '') u.searchParams.set(k, String(v));
+    const headers: Record<string, string> = { authorization: `Bearer ${this.token}`, accept: 'application/json' };
+    if (body !== undefined) headers['content-type'] = 'application/json';
     let res: Response;
     try {
-      res = await fetch(u, { method, headers: { authorization: `Bearer ${this.token}`, accept: 'application/json' }, signal: AbortSignal.timeout(15_000) });
+      res = await fetch(u, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(15_000) });
     } catch (err) {
       throw new SluiceError('api_unreachable', `cannot reach the Sluice API at ${this.baseUrl} (${(err as Error).message}); is "sluice start" running?`);
     }
-    const body = (await res.json().catch(() => ({}))) as { error?: { code: string; message: string } };
+    const answer = (await res.json().catch(() => ({}))) as { error?: { code: string; message: string } };
     if (!res.ok) {
-      throw new SluiceError(body.error?.code ?? `http_${res.status}`, body.error?.message ?? `the API answered ${res.status}`);
+      throw new SluiceError(answer.error?.code ?? `http_${res.status}`, answer.error?.message ?? `the API answered ${res.status}`);
     }
-    return body as T;
+    return answer as T;
   }
 }

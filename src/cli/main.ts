@@ -1,7 +1,10 @@
 import { Command } from 'commander';
 import { ConfigError, SluiceError } from '../errors.js';
+import { accessCommands } from './commands/access.js';
+import { approvalCommands } from './commands/approvals.js';
 import { auditCommands } from './commands/audit.js';
 import { configCommands } from './commands/config-check.js';
+import { loginCommands } from './commands/login.js';
 import { policyCommands } from './commands/policy-explain.js';
 import { quickstartCommand } from './commands/quickstart.js';
 import { sessionCommands } from './commands/sessions.js';
@@ -18,8 +21,11 @@ quickstartCommand(program);
 startCommand(program);
 configCommands(program);
 tokenCommand(program);
+loginCommands(program);
 auditCommands(program);
 sessionCommands(program);
+approvalCommands(program);
+accessCommands(program);
 storeCommands(program);
 policyCommands(program);
 

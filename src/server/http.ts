@@ -6,7 +6,9 @@ import type { GatewayMetrics } from '../observability/metrics.js';
 import type { GatewayState } from '../runtime/state.js';
 import type { SessionRegistry } from '../sessions/registry.js';
 import { bearerAuth, requirePermission, sendError } from './api-auth.js';
+import { approvalRoutes } from './routes/approvals.js';
 import { auditRoutes } from './routes/audit.js';
+import { loginRoutes } from './routes/login.js';
 import { sessionRoutes } from './routes/sessions.js';
 import type { ApprovalService } from '../approvals/service.js';
 
@@ -45,6 +47,7 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
   });
   app.get('/.well-known/jwks.json', async () => deps.jwks());
 
+  loginRoutes(app, deps.state);
   const auth = bearerAuth(deps.state);
   app.register(async (api) => {
     api.addHook('preHandler', auth);
@@ -60,6 +63,7 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
       read: requirePermission(deps.state, 'sessions:read'),
       terminate: requirePermission(deps.state, 'sessions:terminate'),
     });
+    api.register(async (approvals) => approvalRoutes(approvals, deps.approvals));
   });
   return app;
 }

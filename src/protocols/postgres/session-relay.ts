@@ -64,6 +64,8 @@ const DDL_TAG = /^(CREATE|ALTER|DROP|COMMENT|GRANT|REVOKE|SECURITY LABEL|IMPORT 
 interface Held {
   readonly raw: Buffer;
   readonly kind: 'query' | 'execute';
+  /** Execute only: the portal it runs. */
+  readonly portal?: string;
   readonly text: string;
   readonly params?: readonly (string | null)[];
   readonly paramsDigest?: string;
@@ -84,6 +86,22 @@ interface PreparedChange {
   readonly body?: StatementFacts;
   /** Ordinal of the tracker unit it was sent in. */
   unit: number;
+}
+
+/**
+ * The command tag that will carry the count of rows a held message changes,
+ * when one can: a single DELETE, UPDATE or MERGE (or an EXECUTE of one) with
+ * no data-modifying WITH. EXPLAIN ANALYZE, COPY (...) and a WITH whose outer
+ * SELECT returns rows report something else, so they are held uncounted.
+ */
+function countedKind(statements: readonly StatementFacts[]): string | undefined {
+  if (statements.length !== 1) return undefined;
+  const top = statements[0]!;
+  const f = top.kind === 'execute' && top.body ? top.body : top;
+  if (f.kind !== 'delete' && f.kind !== 'update' && f.kind !== 'merge') return undefined;
+  // COPY (DELETE ... RETURNING) TO STDOUT is classified as the DELETE it runs, but answers with COPY.
+  if (f.effects.includes('data_modifying_cte') || f.copy !== undefined) return undefined;
+  return f.kind.toUpperCase();
 }
 
 /** A response with its closing ReadyForQuery (6 bytes) carrying another transaction status. */
@@ -186,6 +204,8 @@ export class PostgresSession implements Session {
   private onIdle?: () => void;
   /** Notices waiting for a message boundary in the backend stream. */
   private notices: Buffer[] = [];
+  /** Portals whose held Execute was released: executing them again (after PortalSuspended) continues that statement. */
+  private readonly releasedPortals = new Set<string>();
   /** The client sent a CancelRequest while its statement waited for a decision. */
   private holdCancelled = false;
   /** From SET sluice.justification: shown to approvers. */
@@ -289,7 +309,11 @@ export class PostgresSession implements Session {
       this.protocolViolation(err);
       return;
     }
-    if (!this.auditing && !this.loadingCatalog && !this.held) this.processClient();
+    if (this.held) {
+      if (this.reader.buffered > this.maxMessageBytes) this.pauseClient(PAUSE_HOLD);
+      return;
+    }
+    if (!this.auditing && !this.loadingCatalog) this.processClient();
   };
 
   /** Masked sessions judge with the resource's catalog: load it first when it is missing or stale. */
@@ -367,6 +391,7 @@ export class PostgresSession implements Session {
           case FE.Bind: {
             const b = parseBind(frame.payload);
             this.masker?.layouts.bind(b.portal, b.statement, b.resultFormats);
+            this.releasedPortals.delete(b.portal);
             this.tracker.bind(b.portal, b.statement, b.paramFormats, b.params);
             break;
           }
@@ -379,9 +404,20 @@ export class PostgresSession implements Session {
             const unit = this.tracker.currentUnit;
             // After a denial in the same unit the backend skips to Sync: nothing would run, so nothing is held.
             const skipping = denials.some(([, d]) => d.unit === unit) || [...this.denials.values()].some((d) => d.unit === unit);
-            const hold = skipping ? undefined : this.holdForText(s.text);
+            // A portal that already ran part of its rows (maxRows) is the same statement continuing, not a new one.
+            const continuing = this.releasedPortals.has(e.portal);
+            const hold = skipping || continuing ? undefined : this.holdForExecute(s);
             if (hold) {
-              this.held = { raw, kind: 'execute', text: s.text, ...(s.params ? { params: s.params, paramsDigest: s.paramsDigest } : {}), statements: hold.statements, hold: hold.hold, unit };
+              this.held = {
+                raw,
+                kind: 'execute',
+                portal: e.portal,
+                text: hold.text,
+                ...(s.params ? { params: s.params, paramsDigest: s.paramsDigest } : {}),
+                statements: hold.statements,
+                hold: hold.hold,
+                unit,
+              };
             }
             break;
           }
@@ -394,6 +430,7 @@ export class PostgresSession implements Session {
           case FE.Close: {
             const c = parseDescribeOrClose(frame.payload);
             this.masker?.layouts.close(c.target, c.name);
+            if (c.target === 'P') this.releasedPortals.delete(c.name);
             this.tracker.other({ close: c.target, name: c.name });
             break;
           }
@@ -484,22 +521,10 @@ export class PostgresSession implements Session {
     if (!c.ok) return judgeUnparseable(c.message);
     // An EXECUTE sees the newest body its name was given: earlier in this message, then sent but unconfirmed, then confirmed.
     const changes: PreparedChange[] = [];
-    const bodyOf = (name: string): StatementFacts | undefined => {
-      for (const list of [changes, this.preparedChanges]) {
-        for (let i = list.length - 1; i >= 0; i--) {
-          const ch = list[i];
-          if (ch.name === undefined) return undefined;
-          if (ch.name === name) return ch.body;
-        }
-      }
-      return this.sqlPrepared.get(name);
-    };
     const statements = c.statements.map((f) => {
       if (f.kind === 'prepare' && f.preparedName !== undefined && f.body) changes.push({ tag: 'PREPARE', name: f.preparedName, body: f.body, unit: 0 });
       else if (f.kind === 'deallocate') changes.push({ tag: 'DEALLOCATE', name: f.preparedName, unit: 0 });
-      if (f.kind !== 'execute' || f.preparedName === undefined) return f;
-      const body = bodyOf(f.preparedName);
-      return body ? { ...f, opaque: false, body } : f;
+      return this.withPreparedBody(f, changes);
     });
     const policies = this.ctx.state().config.policies;
     const judged = judgeStatements({ principal: this.principal, resource: this.resource, grant: this.grant, statements, policies });
@@ -519,12 +544,46 @@ export class PostgresSession implements Session {
     return { ...verdict, outputs: masking.outputs };
   }
 
-  /** The approval rule that holds an extended-protocol statement, judged at Execute, when its parameters are known. */
-  private holdForText(text: string): { hold: Hold; statements: StatementFacts[] } | undefined {
-    const c = classifyCached(text);
-    if (!c.ok) return undefined;
-    const hold = holdFor(this.ctx.state().config.policies, this.principal, this.resource, c.statements);
-    return hold ? { hold, statements: c.statements } : undefined;
+  /** The body an SQL-level PREPARE gave this name: earlier in the same message, then sent but unconfirmed, then confirmed. */
+  private preparedBody(name: string, changes: readonly PreparedChange[] = []): StatementFacts | undefined {
+    for (const list of [changes, this.preparedChanges]) {
+      for (let i = list.length - 1; i >= 0; i--) {
+        const ch = list[i]!;
+        if (ch.name === undefined) return undefined;
+        if (ch.name === name) return ch.body;
+      }
+    }
+    return this.sqlPrepared.get(name);
+  }
+
+  /** An EXECUTE is judged by the body it runs. */
+  private withPreparedBody(f: StatementFacts, changes: readonly PreparedChange[] = []): StatementFacts {
+    if (f.kind !== 'execute' || f.preparedName === undefined) return f;
+    const body = this.preparedBody(f.preparedName, changes);
+    return body ? { ...f, opaque: false, body } : f;
+  }
+
+  /**
+   * The approval rule that holds an extended-protocol statement, judged at
+   * Execute, when its parameters are known. A Bind may name a statement an
+   * SQL-level PREPARE created (the tracker saw no Parse for it): that body is
+   * what runs.
+   */
+  private holdForExecute(s: StatementStart): { hold: Hold; statements: StatementFacts[]; text: string } | undefined {
+    let statements: StatementFacts[];
+    let text = s.text;
+    if (s.text === '' && s.statementName !== undefined) {
+      const body = this.sqlPrepared.get(s.statementName);
+      if (!body) return undefined;
+      statements = [body];
+      text = body.text;
+    } else {
+      const c = classifyCached(s.text);
+      if (!c.ok) return undefined;
+      statements = c.statements.map((f) => this.withPreparedBody(f));
+    }
+    const hold = holdFor(this.ctx.state().config.policies, this.principal, this.resource, statements);
+    return hold ? { hold, statements, text } : undefined;
   }
 
   /** SET sluice.justification = '...' tells approvers why; the backend keeps it as a custom setting. */
@@ -599,7 +658,7 @@ export class PostgresSession implements Session {
 
   /** Holds the statement: the client is paused until it runs, is refused, or ran under its row threshold. */
   private startHold(h: Held): void {
-    this.pauseClient(PAUSE_HOLD);
+    // The client socket keeps being read (up to a bound, see onClientData), so a client that leaves is noticed and its request cancelled.
     this.holdAbort = new AbortController();
     this.runHold(h).then(
       (outcome) => this.finishHold(h, outcome),
@@ -616,21 +675,27 @@ export class PostgresSession implements Session {
     const exact = { text: h.text, ...(h.paramsDigest ? { paramsDigest: h.paramsDigest } : {}) };
     if (rule.mode === 'fail_fast' && (await approvals.useApproved(this.principal, this.resource, exact, this.id))) return { run: true };
     let rows: number | undefined;
-    // Counted only where a savepoint can be placed around the statement alone: one statement in a simple Query, outside a failed transaction.
-    if (rule.rows_over !== undefined && h.kind === 'query' && h.statements.length === 1) {
-      await this.backendIdle();
-      if (this.closed) return { ran: true };
-      if (this.tracker.status !== 'E') {
-        const counted = await this.countRows(h, rule.rows_over);
-        if ('ran' in counted) return counted;
-        rows = counted.rows;
-      }
+    // A simple Query waits until everything before it is answered, so its notice follows earlier results and the transaction status is known.
+    // Earlier extended-protocol messages without their Sync would never be answered: then it is held as it stands.
+    const idle = h.kind === 'query' && this.tracker.earlierUnitsClosed ? (await this.backendIdle(), !this.closed) : false;
+    if (this.closed) return { ran: true };
+    if (idle && this.tracker.status === 'E' && h.statements.length === 1) {
+      // In a failed transaction it cannot run: the backend answers 25P02, and nobody needs to be asked.
+      return { run: true };
     }
+    const counted = idle && rule.rows_over !== undefined ? countedKind(h.statements) : undefined;
+    if (counted !== undefined) {
+      const result = await this.countRows(h, rule.rows_over!, counted);
+      if ('ran' in result) return result;
+      rows = result.rows;
+    }
+    // Approvers see what runs: an EXECUTE together with the body it executes.
+    const shown = h.statements.flatMap((f) => (f.kind === 'execute' && f.body ? [f, f.body] : [f]));
     const facts = {
-      kinds: [...new Set(h.statements.map((f) => f.kind))],
-      tables: [...new Set(h.statements.flatMap((f) => [...f.tablesWritten, ...f.tablesRead]))],
-      functions: [...new Set(h.statements.flatMap((f) => f.functions))],
-      opaque: h.statements.some((f) => f.opaque),
+      kinds: [...new Set(shown.map((f) => f.kind))],
+      tables: [...new Set(shown.flatMap((f) => [...f.tablesWritten, ...f.tablesRead]))],
+      functions: [...new Set(shown.flatMap((f) => f.functions))],
+      opaque: shown.some((f) => f.opaque && !(f.kind === 'execute' && f.body)),
     };
     const request = {
       principal: this.principal,
@@ -679,7 +744,10 @@ export class PostgresSession implements Session {
     this.held = undefined;
     this.holdAbort = undefined;
     if (this.closed) return;
-    if ('run' in outcome) this.forward([h.raw]);
+    if ('run' in outcome) {
+      if (h.portal !== undefined) this.releasedPortals.add(h.portal);
+      this.forward([h.raw]);
+    }
     else if ('refuse' in outcome) {
       // The backend fails where the statement stood (decision 0004): a transaction block is aborted as after any error.
       const queue: [string, Denial][] = [];
@@ -705,7 +773,7 @@ export class PostgresSession implements Session {
    * on as if the statement had simply run; over it, the savepoint is rolled
    * back and nothing of the response reaches the client.
    */
-  private async countRows(h: Held, threshold: number): Promise<{ ran: true } | { rows?: number }> {
+  private async countRows(h: Held, threshold: number, tag: string): Promise<{ ran: true } | { rows?: number }> {
     const x = new BackendExchange(this.maxMessageBytes);
     this.exchange = x;
     this.backend.resume();
@@ -732,6 +800,11 @@ export class PostgresSession implements Session {
         if (began) await q('ROLLBACK');
         replay = r.raw ? withStatus(r.raw, began ? 'I' : r.status) : Buffer.concat([errorResponse({ severity: 'ERROR', code: r.error.code, message: r.error.message }), readyForQuery(began ? 'I' : 'E')]);
         result = { ran: true };
+      } else if (r.tags.length !== 1 || !r.tags[0]!.startsWith(`${tag} `)) {
+        // A rule rewrote it, or the tag does not carry the count of what changed: roll back and ask without a count.
+        const undo = began ? await q('ROLLBACK') : await q(`ROLLBACK TO SAVEPOINT ${savepoint}; RELEASE SAVEPOINT ${savepoint}`);
+        if (undo.error) throw new Error('ROLLBACK TO SAVEPOINT failed');
+        result = {};
       } else if (r.rows <= threshold && r.raw) {
         if ((await q(`RELEASE SAVEPOINT ${savepoint}`)).error) throw new Error('RELEASE SAVEPOINT failed');
         const commit = began ? await q('COMMIT') : undefined;
@@ -898,10 +971,14 @@ export class PostgresSession implements Session {
         }
         break;
       }
-      case BE.ReadyForQuery:
-        for (const e of this.tracker.ready(parseReadyForQuery(payload))) this.completedEvent(e);
+      case BE.ReadyForQuery: {
+        const status = parseReadyForQuery(payload);
+        // PostgreSQL drops every portal when a transaction ends.
+        if (status === 'I') this.releasedPortals.clear();
+        for (const e of this.tracker.ready(status)) this.completedEvent(e);
         this.forgetAnsweredUnits();
         return;
+      }
       case BE.ParseComplete:
         this.tracker.parseComplete();
         return;

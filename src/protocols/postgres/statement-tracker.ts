@@ -112,6 +112,11 @@ export class StatementTracker {
     return this.queuedUnits;
   }
 
+  /** Every unit before the newest is complete (Query, or ended by Sync), so the backend will answer them without more from the client. */
+  get earlierUnitsClosed(): boolean {
+    return this.units.slice(0, -1).every((u) => u.closed);
+  }
+
   /** Units answered by ReadyForQuery so far: the unit with ordinal n is done once this reaches n. */
   get answeredUnits(): number {
     return this.answered;
@@ -162,7 +167,7 @@ export class StatementTracker {
     });
     // The portal keeps the text it was bound to, even if the statement name is reused before Execute.
     const prepared = this.prepared.get(statement);
-    this.portals.set(portal, { statement, text: prepared?.text ?? '', params: values, paramsDigest: digestParams(paramFormats, params), rule: prepared?.rule });
+    this.portals.set(portal, { statement, text: prepared?.text ?? '', params: values, paramsDigest: digestParams(types, paramFormats, params), rule: prepared?.rule });
   }
 
   execute(portal: string, maxRows = 0): StatementStart {
@@ -352,10 +357,14 @@ export function rowsOf(tag: string): number | null {
   return Number.isInteger(n) && n >= 0 ? n : null;
 }
 
-/** Length-prefixed, so no two different parameter lists digest alike; formats count, since '1' in text and in binary differ. */
-function digestParams(formats: readonly number[], params: readonly (Buffer | null)[]): string {
+/**
+ * Length-prefixed, so no two different parameter lists digest alike. Formats
+ * and declared types count too: the same bytes are another value in binary
+ * than in text, and as float4 than as int4.
+ */
+function digestParams(types: readonly number[], formats: readonly number[], params: readonly (Buffer | null)[]): string {
   const h = createHash('sha256');
-  h.update(JSON.stringify(formats));
+  h.update(JSON.stringify([types, formats]));
   for (const v of params) {
     if (v === null) h.update('N');
     else h.update(`V${v.length}:`).update(v);
