@@ -11,6 +11,8 @@ export interface ApiOptions {
   token?: string;
   as?: string;
   asGroups?: string[];
+  /** Lifetime of a development token minted for --as; long waits need more than the default 300 s. */
+  devTokenSeconds?: number;
 }
 
 /**
@@ -40,7 +42,7 @@ export class ApiClient {
         const keyring = await Keyring.load(config.keys, config.store.data_dir);
         const dev = devIssuerFor(config, keyring);
         if (!dev) throw new SluiceError('token_missing', `no token: run "sluice login --url ${url}", pass --token or set SLUICE_TOKEN (the development issuer is not enabled)`);
-        token = await dev.mint({ subject: opts.as ?? 'demo', groups: opts.asGroups ?? (opts.as ? [] : ['demo']), ttlSeconds: 300 });
+        token = await dev.mint({ subject: opts.as ?? 'demo', groups: opts.asGroups ?? (opts.as ? [] : ['demo']), ttlSeconds: Math.max(300, Math.ceil(opts.devTokenSeconds ?? 0)) });
       }
     }
     return new ApiClient(url.replace(/\/+$/, ''), token);

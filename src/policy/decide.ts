@@ -95,7 +95,7 @@ export function decideSession(policies: readonly PolicyConfig[], req: SessionReq
   if (granted) return granted;
 
   const requestable = accessRulesFor(policies, principal, resource, grant).length > 0;
-  const hint = `request time-boxed access: sluice access request ${showName(resource)} --grant ${showName(grant)}`;
+  const hint = `request time-boxed access: sluice access request ${showName(resource)} --grant ${showName(grant)} --for <duration> --reason <text>`;
   const allowsOthers = onResource.filter((p) => p.effect === 'allow');
   const open = openGrants(onResource);
   if (open.length > 0) {

@@ -14,7 +14,7 @@ let config: Record<string, any>;
 let admin: pg.Client;
 let bob: Principal;
 
-const HINT = 'request time-boxed access: sluice access request orders --grant write';
+const HINT = 'request time-boxed access: sluice access request orders --grant write --for <duration> --reason <text>';
 const EXPIRED = /^access request (apr_[a-z2-7]{20}) \(grant write on orders\) expired at (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z); request access again$/;
 
 beforeAll(async () => {

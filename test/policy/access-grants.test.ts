@@ -30,14 +30,14 @@ describe('decideSession with access grants', () => {
     if (d.allowed) return;
     expect(d.code).toBe('grant_not_allowed');
     expect(d.message).toBe(
-      'policy "dev-read" allows resource orders but not grant write; grants you may ask for: read; or request time-boxed access: sluice access request orders --grant write',
+      'policy "dev-read" allows resource orders but not grant write; grants you may ask for: read; or request time-boxed access: sluice access request orders --grant write --for <duration> --reason <text>',
     );
   });
 
   it('hints at access requests also when no policy allows anything on the resource', () => {
     const p = policies({ name: 'ask', when: { groups: ['dev'] }, resources: ['orders'], access: { grants: ['write'], approvers } });
     const d = decide(p, 'write');
-    expect(d.allowed ? undefined : d.message).toMatch(/^no policy allows grant write on resource orders for subject alice \(groups: dev\); request time-boxed access: sluice access request orders --grant write$/);
+    expect(d.allowed ? undefined : d.message).toMatch(/^no policy allows grant write on resource orders for subject alice \(groups: dev\); request time-boxed access: sluice access request orders --grant write --for <duration> --reason <text>$/);
   });
 
   it('gives no hint where no access rule would let the principal ask', () => {

@@ -23,7 +23,7 @@ export function accessCommands(program: Command): void {
   request.action(async (resource: string, o: ApiOptions & { grant: string; for: string; reason: string; wait?: boolean; timeout: string; json?: boolean }) => {
     const duration = seconds(o.for, '--for');
     const limit = o.wait ? seconds(o.timeout, '--timeout') : 0;
-    const api = await ApiClient.create(o);
+    const api = await ApiClient.create({ ...o, devTokenSeconds: limit + 60 });
     const s = await api.post<ApprovalStatus>(BASE, { resource, grant: o.grant, duration, reason: o.reason });
     if (o.json && !o.wait) process.stdout.write(JSON.stringify(s, null, 2) + '\n');
     else if (!o.json) {

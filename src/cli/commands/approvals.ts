@@ -182,6 +182,6 @@ export function approvalCommands(program: Command): void {
   apiOptions(wait);
   wait.action(async (id: string, o: ApiOptions & { timeout: string; json?: boolean }) => {
     const limit = seconds(o.timeout, '--timeout');
-    await waitAndReport(await ApiClient.create(o), id, limit, Boolean(o.json));
+    await waitAndReport(await ApiClient.create({ ...o, devTokenSeconds: limit + 60 }), id, limit, Boolean(o.json));
   });
 }
