@@ -8,6 +8,7 @@ import { cancelRequest } from '../../src/protocols/postgres/codec/frontend-seria
 import { pgClient } from '../support/clients.js';
 import { startGateway, type TestGateway } from '../support/gateway.js';
 import { CLOSED, errorFields, openSession, RawClient, type BackendMessage, type Session } from '../support/raw-client.js';
+import { HeldStatements, migratorClient, sleep, sqlError } from './fixture.js';
 
 /**
  * Adversarial probes of held statements (issue 6): what an attacker or an
@@ -23,6 +24,7 @@ let admin: pg.Client;
 let alice: string;
 let ci: string;
 let bob: Principal;
+let held: HeldStatements;
 
 beforeAll(async () => {
   t = await startGateway((c) => {
@@ -51,54 +53,23 @@ beforeAll(async () => {
       { name: 'ci-short-grant', when: { kind: 'machine', groups: ['ci-short'] }, resources: ['orders'], grants: ['read', 'write'] },
     );
   });
-  const p = t.pg;
-  admin = new pg.Client({ host: p.host, port: p.port, user: p.roles.migrator.user, password: p.roles.migrator.password, database: p.database, ssl: { rejectUnauthorized: false } });
-  await admin.connect();
+  admin = await migratorClient(t);
   alice = await t.token('alice', ['ops']);
   ci = await t.token('deploy-pipeline', ['ci'], { kind: 'machine' });
   bob = await t.gw.state().authenticator.authenticate(await t.token('bob', ['dba']));
+  held = new HeldStatements(t, admin, bob, 'prb');
 });
 afterAll(async () => {
   await admin?.end();
   await t?.stop();
 });
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function table(rows = 10): Promise<string> {
-  const name = `prb_${randomBytes(4).toString('hex')}`;
-  await admin.query(`CREATE TABLE ${name} (id int PRIMARY KEY, note text)`);
-  await admin.query(`INSERT INTO ${name} SELECT g, 'row ' || g FROM generate_series(1, ${rows}) g`);
-  await admin.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON ${name} TO ${t.pg.roles.writer.user}`);
-  return name;
-}
-
-async function count(name: string): Promise<number> {
-  return Number((await admin.query(`SELECT count(*) AS n FROM ${name}`)).rows[0].n);
-}
-
-async function exists(name: string): Promise<boolean> {
-  return (await admin.query('SELECT to_regclass($1) AS r', [name])).rows[0].r !== null;
-}
-
-function pendingFor(needle: string): ApprovalStatus[] {
-  return t.gw.approvals.list(bob, { state: 'pending' }).filter((s) => s.request.statement?.text.includes(needle));
-}
-
-function requestsFor(needle: string): ApprovalStatus[] {
-  return t.gw.approvals.list(bob).filter((s) => s.request.statement?.text.includes(needle));
-}
-
-/** The one pending request whose statement mentions `needle`, once it exists. */
-async function pendingRequest(needle: string): Promise<ApprovalStatus> {
-  for (let i = 0; i < 200; i++) {
-    const found = pendingFor(needle);
-    if (found.length === 1) return found[0]!;
-    if (found.length > 1) throw new Error(`${found.length} pending requests for ${needle}`);
-    await sleep(50);
-  }
-  throw new Error(`no pending request for ${needle}`);
-}
+const table = (rows?: number) => held.table(rows);
+const count = (name: string) => held.count(name);
+const exists = (name: string) => held.exists(name);
+const pendingFor = (needle: string) => held.requests(needle, 'pending');
+const requestsFor = (needle: string) => held.requests(needle);
+const pendingRequest = (needle: string) => held.pendingRequest(needle);
 
 /**
  * For probes where a request must NOT be opened: waits a while for one, and
@@ -116,23 +87,7 @@ async function denyIfRequested(needle: string, waitMs = 2000): Promise<ApprovalS
   return undefined;
 }
 
-async function stateOf(id: string, want: ApprovalStatus['state'], waitMs = 5000): Promise<ApprovalStatus['state']> {
-  for (let waited = 0; waited < waitMs; waited += 50) {
-    const s = t.gw.approvals.get(id, bob);
-    if (s.state === want) return s.state;
-    await sleep(50);
-  }
-  return t.gw.approvals.get(id, bob).state;
-}
-
-function sqlError(p: Promise<unknown>): Promise<{ code?: string; message: string }> {
-  return p.then(
-    () => {
-      throw new Error('expected the statement to fail');
-    },
-    (err: { code?: string; message: string }) => err,
-  );
-}
+const stateOf = async (id: string, want: ApprovalStatus['state']) => (await held.stateOf(id, want)).state;
 
 function requestId(message: string): string {
   const m = /request (apr_[a-z2-7]{20})/.exec(message);

@@ -10,6 +10,7 @@ import type { AuditEvent } from '../../src/events/types.js';
 import type { Principal } from '../../src/identity/principal.js';
 import { pgClient, psql } from '../support/clients.js';
 import { startGateway, type TestGateway } from '../support/gateway.js';
+import { HeldStatements, migratorClient, sqlError } from './fixture.js';
 
 let t: TestGateway;
 let admin: pg.Client;
@@ -19,6 +20,7 @@ let bob: Principal;
 let carol: Principal;
 let dave: Principal;
 let alicePrincipal: Principal;
+let held: HeldStatements;
 let receiver: Server;
 const WEBHOOK_SECRET = randomBytes(16).toString('hex');
 /** What the webhook receiver got: body, signature header, and whether the signature verified. */
@@ -55,9 +57,7 @@ beforeAll(async () => {
       },
     );
   });
-  const pgEnv = t.pg;
-  admin = new pg.Client({ host: pgEnv.host, port: pgEnv.port, user: pgEnv.roles.migrator.user, password: pgEnv.roles.migrator.password, database: pgEnv.database, ssl: { rejectUnauthorized: false } });
-  await admin.connect();
+  admin = await migratorClient(t);
   alice = await t.token('alice', ['ops']);
   ci = await t.token('deploy-pipeline', ['ci'], { kind: 'machine' });
   const auth = t.gw.state().authenticator;
@@ -65,6 +65,7 @@ beforeAll(async () => {
   bob = await auth.authenticate(await t.token('bob', ['dba']));
   carol = await auth.authenticate(await t.token('carol', ['dba']));
   dave = await auth.authenticate(await t.token('dave', ['dev']));
+  held = new HeldStatements(t, admin, bob);
 });
 afterAll(async () => {
   await admin?.end();
@@ -72,56 +73,17 @@ afterAll(async () => {
   await new Promise((r) => receiver?.close(r));
 });
 
-/** A table of `rows` rows owned by the migrator role and writable by the write grant. */
-async function table(rows = 10): Promise<string> {
-  const name = `apr_${randomBytes(4).toString('hex')}`;
-  await admin.query(`CREATE TABLE ${name} (id int PRIMARY KEY, note text)`);
-  await admin.query(`INSERT INTO ${name} SELECT g, 'row ' || g FROM generate_series(1, ${rows}) g`);
-  await admin.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON ${name} TO ${t.pg.roles.writer.user}`);
-  return name;
-}
-
-async function count(name: string): Promise<number> {
-  return Number((await admin.query(`SELECT count(*) AS n FROM ${name}`)).rows[0].n);
-}
-
-async function exists(name: string): Promise<boolean> {
-  return (await admin.query('SELECT to_regclass($1) AS r', [name])).rows[0].r !== null;
-}
-
-/** The one pending request whose statement mentions `needle`, once it exists. */
-async function pendingRequest(needle: string): Promise<ApprovalStatus> {
-  for (let i = 0; i < 300; i++) {
-    const found = t.gw.approvals.list(bob, { state: 'pending' }).filter((s) => s.request.statement?.text.includes(needle));
-    if (found.length === 1) return found[0]!;
-    if (found.length > 1) throw new Error(`${found.length} pending requests for ${needle}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`no pending request for ${needle}`);
-}
-
-async function stateOf(id: string, want: ApprovalStatus['state']): Promise<ApprovalStatus> {
-  for (let i = 0; i < 200; i++) {
-    const s = t.gw.approvals.get(id, bob);
-    if (s.state === want) return s;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return t.gw.approvals.get(id, bob);
-}
+const table = (rows?: number) => held.table(rows);
+const count = (name: string) => held.count(name);
+const exists = (name: string) => held.exists(name);
+const pendingRequest = (needle: string) => held.pendingRequest(needle);
+const stateOf = (id: string, want: ApprovalStatus['state']) => held.stateOf(id, want);
 
 async function events(id: string): Promise<AuditEvent[]> {
   const page = t.gw.store.query({ text: id, limit: 100, order: "asc" });
   return page.filter((e) => (e.data as { id?: string }).id === id);
 }
 
-function sqlError(p: Promise<unknown>): Promise<{ code?: string; message: string }> {
-  return p.then(
-    () => {
-      throw new Error('expected the statement to fail');
-    },
-    (err: { code?: string; message: string }) => err,
-  );
-}
 
 describe('interactive approval (wait mode)', () => {
   it('holds a DROP while psql waits, shows the request, and runs it once approved', async () => {

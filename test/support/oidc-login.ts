@@ -2,6 +2,7 @@ import { generateKeyPair, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
+import { memoryAdapter } from './oidc-memory-adapter.js';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 
@@ -45,52 +46,6 @@ function publicClient(clientId: string): Record<string, unknown> {
   };
 }
 
-/** In-memory storage with the lookups the device flow and sessions need (by user code, by uid). */
-function memoryAdapter(): new (model: string) => object {
-  const store = new Map<string, { payload: Record<string, unknown>; expiresAt?: number }>();
-  const read = (key: string): Record<string, unknown> | undefined => {
-    const entry = store.get(key);
-    if (!entry) return undefined;
-    if (entry.expiresAt !== undefined && entry.expiresAt <= Date.now()) {
-      store.delete(key);
-      return undefined;
-    }
-    return entry.payload;
-  };
-  return class MemoryAdapter {
-    constructor(readonly model: string) {}
-    async upsert(id: string, payload: Record<string, unknown>, expiresIn?: number) {
-      store.set(`${this.model}:${id}`, { payload, expiresAt: expiresIn ? Date.now() + expiresIn * 1000 : undefined });
-    }
-    async find(id: string) {
-      return read(`${this.model}:${id}`);
-    }
-    async findByUserCode(userCode: string) {
-      return this.#findBy('userCode', userCode);
-    }
-    async findByUid(uid: string) {
-      return this.#findBy('uid', uid);
-    }
-    #findBy(field: string, value: string) {
-      for (const key of store.keys()) {
-        if (!key.startsWith(`${this.model}:`)) continue;
-        const payload = read(key);
-        if (payload?.[field] === value) return payload;
-      }
-      return undefined;
-    }
-    async consume(id: string) {
-      const payload = read(`${this.model}:${id}`);
-      if (payload) payload.consumed = Math.floor(Date.now() / 1000);
-    }
-    async destroy(id: string) {
-      store.delete(`${this.model}:${id}`);
-    }
-    async revokeByGrantId(grantId: string) {
-      for (const [key, entry] of store) if (entry.payload.grantId === grantId) store.delete(key);
-    }
-  };
-}
 
 interface Grant {
   addOIDCScope(scope: string): void;

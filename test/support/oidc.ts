@@ -2,6 +2,7 @@ import { generateKeyPair, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
+import { memoryAdapter } from './oidc-memory-adapter.js';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 
@@ -39,48 +40,6 @@ const EXTRA_CLAIMS_HEADER = 'x-test-extra-claims';
 
 const secretOf = (clientId: string): string => CLIENTS[clientId]?.secret ?? `${clientId}-secret`;
 
-/**
- * Per-provider in-memory storage. oidc-provider has a built-in one too, but
- * it warns on every start; this one also answers for any client id.
- */
-function memoryAdapter(): new (model: string) => object {
-  const store = new Map<string, { payload: Record<string, unknown>; expiresAt?: number }>();
-  const read = (key: string): Record<string, unknown> | undefined => {
-    const entry = store.get(key);
-    if (!entry) return undefined;
-    if (entry.expiresAt !== undefined && entry.expiresAt <= Date.now()) {
-      store.delete(key);
-      return undefined;
-    }
-    return entry.payload;
-  };
-  return class MemoryAdapter {
-    constructor(readonly model: string) {}
-    async upsert(id: string, payload: Record<string, unknown>, expiresIn?: number) {
-      store.set(`${this.model}:${id}`, { payload, expiresAt: expiresIn ? Date.now() + expiresIn * 1000 : undefined });
-    }
-    async find(id: string) {
-      if (this.model === 'Client') return clientMetadata(id);
-      return read(`${this.model}:${id}`);
-    }
-    async findByUserCode() {
-      return undefined;
-    }
-    async findByUid() {
-      return undefined;
-    }
-    async consume(id: string) {
-      const payload = read(`${this.model}:${id}`);
-      if (payload) payload.consumed = Math.floor(Date.now() / 1000);
-    }
-    async destroy(id: string) {
-      store.delete(`${this.model}:${id}`);
-    }
-    async revokeByGrantId(grantId: string) {
-      for (const [key, entry] of store) if (entry.payload.grantId === grantId) store.delete(key);
-    }
-  };
-}
 
 function clientMetadata(clientId: string): Record<string, unknown> {
   return {
@@ -121,7 +80,7 @@ export async function startOidcProvider(opts: { audience?: string } = {}): Promi
   const moduleName = 'oidc-provider';
   const { default: Provider } = (await import(moduleName)) as { default: new (issuer: string, config: unknown) => { callback(): typeof handler } };
   const provider = new Provider(issuer, {
-    adapter: memoryAdapter(),
+    adapter: memoryAdapter(clientMetadata),
     clients: Object.keys(CLIENTS).map(clientMetadata),
     jwks: { keys: [signingJwk] },
     cookies: { keys: ['test-cookie-key'] },
