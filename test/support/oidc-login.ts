@@ -1,10 +1,5 @@
-import { generateKeyPair, randomBytes } from 'node:crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { promisify } from 'node:util';
-import { memoryAdapter } from './oidc-memory-adapter.js';
-
-const generateKeyPairAsync = promisify(generateKeyPair);
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { memoryAdapter, startProviderHost } from './oidc-host.js';
 
 /**
  * A real OpenID provider (oidc-provider 9) for `sluice login`: the
@@ -46,7 +41,6 @@ function publicClient(clientId: string): Record<string, unknown> {
   };
 }
 
-
 interface Grant {
   addOIDCScope(scope: string): void;
   addOIDCClaims(claims: string[]): void;
@@ -75,20 +69,8 @@ interface KoaContext {
 const page = (body: string): string => `<!DOCTYPE html><html><head><title>Test IdP</title></head><body>${body}</body></html>`;
 
 export async function startLoginOidcProvider(): Promise<LoginOidcProvider> {
-  const { privateKey } = await generateKeyPairAsync('rsa', { modulusLength: 2048 });
-  const signingJwk = { ...privateKey.export({ format: 'jwk' }), use: 'sig', alg: 'RS256', kid: `rs256-${randomBytes(4).toString('hex')}` };
-
-  let handler: (req: IncomingMessage, res: ServerResponse) => void = (_req, res) => {
-    res.statusCode = 503;
-    res.end();
-  };
-  const server = createServer((req, res) => handler(req, res));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
-  const issuer = `http://127.0.0.1:${port}`;
+  const host = await startProviderHost();
+  const { issuer, signingJwk } = host;
 
   const state: Pick<LoginOidcProvider, 'account' | 'slowDowns'> = { account: { subject: 'alice', groups: [] }, slowDowns: 0 };
 
@@ -156,7 +138,7 @@ export async function startLoginOidcProvider(): Promise<LoginOidcProvider> {
   };
 
   const oidc = provider.callback();
-  handler = (req, res) => {
+  host.handle((req, res) => {
     if (req.url?.startsWith('/interaction/')) {
       interact(req, res).catch((err: Error) => {
         res.statusCode = 500;
@@ -165,7 +147,7 @@ export async function startLoginOidcProvider(): Promise<LoginOidcProvider> {
       return;
     }
     oidc(req, res);
-  };
+  });
 
   const signIn = async (start: string): Promise<{ url: string; status: number; body: string }> => {
     const jar = new Map<string, string>();
@@ -218,8 +200,7 @@ export async function startLoginOidcProvider(): Promise<LoginOidcProvider> {
     },
     signIn,
     async stop() {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await host.close();
     },
   };
 }

@@ -1,10 +1,4 @@
-import { generateKeyPair, randomBytes } from 'node:crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { promisify } from 'node:util';
-import { memoryAdapter } from './oidc-memory-adapter.js';
-
-const generateKeyPairAsync = promisify(generateKeyPair);
+import { memoryAdapter, startProviderHost, type RequestHandler } from './oidc-host.js';
 
 /**
  * A real OpenID provider (oidc-provider 9) in this process, on 127.0.0.1 and
@@ -40,7 +34,6 @@ const EXTRA_CLAIMS_HEADER = 'x-test-extra-claims';
 
 const secretOf = (clientId: string): string => CLIENTS[clientId]?.secret ?? `${clientId}-secret`;
 
-
 function clientMetadata(clientId: string): Record<string, unknown> {
   return {
     client_id: clientId,
@@ -61,24 +54,12 @@ export async function startOidcProvider(opts: { audience?: string } = {}): Promi
   const audience = opts.audience ?? 'urn:sluice:test';
   // Resource indicators must be absolute URIs; a plain audience such as "sluice" gets a URN indicator and stays the aud.
   const resource = URL.parse(audience) ? audience : `urn:sluice-test:${encodeURIComponent(audience)}`;
-  const { privateKey } = await generateKeyPairAsync('rsa', { modulusLength: 2048 });
-  const signingJwk = { ...privateKey.export({ format: 'jwk' }), use: 'sig', alg: 'RS256', kid: `rs256-${randomBytes(4).toString('hex')}` };
-
-  let handler: (req: IncomingMessage, res: ServerResponse) => void = (_req, res) => {
-    res.statusCode = 503;
-    res.end();
-  };
-  const server = createServer((req, res) => handler(req, res));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
-  const issuer = `http://127.0.0.1:${port}`;
+  const host = await startProviderHost();
+  const { issuer, signingJwk } = host;
 
   // A non-literal specifier: oidc-provider ships no type declarations, and this file types the little it uses.
   const moduleName = 'oidc-provider';
-  const { default: Provider } = (await import(moduleName)) as { default: new (issuer: string, config: unknown) => { callback(): typeof handler } };
+  const { default: Provider } = (await import(moduleName)) as { default: new (issuer: string, config: unknown) => { callback(): RequestHandler } };
   const provider = new Provider(issuer, {
     adapter: memoryAdapter(clientMetadata),
     clients: Object.keys(CLIENTS).map(clientMetadata),
@@ -105,7 +86,7 @@ export async function startOidcProvider(opts: { audience?: string } = {}): Promi
       return { groups: clientId ? CLIENTS[clientId]?.groups : undefined, ...extra };
     },
   });
-  handler = provider.callback();
+  host.handle(provider.callback());
 
   const tokenEndpoint = `${issuer}/token`;
   return {
@@ -130,8 +111,7 @@ export async function startOidcProvider(opts: { audience?: string } = {}): Promi
       return body.access_token;
     },
     async stop() {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await host.close();
     },
   };
 }

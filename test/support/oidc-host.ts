@@ -1,3 +1,46 @@
+import { generateKeyPair, randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { promisify } from 'node:util';
+
+const generateKeyPairAsync = promisify(generateKeyPair);
+
+export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
+
+/** What an in-process OpenID provider runs on: a loopback HTTP server (503 until a handler is set) and an RS256 signing key. */
+export interface ProviderHost {
+  readonly issuer: string;
+  readonly signingJwk: Record<string, unknown>;
+  handle(handler: RequestHandler): void;
+  close(): Promise<void>;
+}
+
+export async function startProviderHost(): Promise<ProviderHost> {
+  const { privateKey } = await generateKeyPairAsync('rsa', { modulusLength: 2048 });
+  const signingJwk = { ...privateKey.export({ format: 'jwk' }), use: 'sig', alg: 'RS256', kid: `rs256-${randomBytes(4).toString('hex')}` };
+  let handler: RequestHandler = (_req, res) => {
+    res.statusCode = 503;
+    res.end();
+  };
+  const server: Server = createServer((req, res) => handler(req, res));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  return {
+    issuer: `http://127.0.0.1:${port}`,
+    signingJwk,
+    handle: (h) => {
+      handler = h;
+    },
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
 /**
  * Per-provider in-memory storage for oidc-provider. It has a built-in one
  * too, but that warns on every start; this one also has the lookups the
