@@ -1,8 +1,9 @@
-import { createHash } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import type { AccessRuleConfig, ApprovalRuleConfig, GrantName, PolicyConfig } from '../config/schema.js';
 import { ruleMatches } from '../guard/index.js';
 import type { Principal, PrincipalRef } from '../identity/principal.js';
 import { byCodeUnits, showName, showPolicy } from '../policy/format.js';
+import { accessRulesFor } from '../policy/index.js';
 import { matchesPrincipal } from '../policy/match.js';
 import type { StatementFacts } from '../sql/index.js';
 import type { ApprovalRequest, Requester } from './types.js';
@@ -79,9 +80,7 @@ export function accessRuleFor(
   grant: GrantName,
   seconds: number,
 ): { ok: true; policy: string; rule: AccessRuleConfig } | { ok: false; code: 'no_access_rule' | 'duration_too_long'; message: string } {
-  const matching = policies
-    .filter((p) => p.access !== undefined && covers(p, resource) && matchesPrincipal(p.when, principal) && p.access.grants.includes(grant))
-    .sort((a, b) => byCodeUnits(a.name, b.name));
+  const matching = accessRulesFor(policies, principal, resource, grant).sort((a, b) => byCodeUnits(a.name, b.name));
   if (matching.length === 0) {
     return { ok: false, code: 'no_access_rule', message: `no policy lets ${showName(principal.subject)} request grant ${showName(grant)} on resource ${showName(resource)}` };
   }
@@ -94,12 +93,26 @@ export function accessRuleFor(
 }
 
 /**
+ * Whether an approved access grant still holds under the policies in force:
+ * the policy it was approved under still has an access rule that matches the
+ * principal, covers the resource, lists the grant and allows its duration.
+ * Other access policies, added or removed, play no part.
+ */
+export function accessStillAllowed(policies: readonly PolicyConfig[], principal: Principal, request: ApprovalRequest): boolean {
+  const access = request.access;
+  if (!access) return false;
+  return accessRulesFor(policies, principal, request.resource, access.grant).some((p) => p.name === request.rule && p.access!.max_duration >= access.duration);
+}
+
+/**
  * What a fail-fast re-run must match to use an approval: the same principal,
  * resource, statement text (as sent, before any redaction) and parameter
- * bytes (by their digest).
+ * bytes (by their digest). Keyed, because the text may hold a password
+ * literal the request shows redacted: without the key, whoever sees the hash
+ * could test guesses against it.
  */
-export function statementHash(requester: PrincipalRef, resource: string, text: string, paramsDigest: string | undefined): string {
-  return createHash('sha256')
+export function statementHash(key: Buffer, requester: PrincipalRef, resource: string, text: string, paramsDigest: string | undefined): string {
+  return createHmac('sha256', key)
     .update(JSON.stringify([requester.issuer, requester.subject, resource, text, paramsDigest ?? null]))
     .digest('hex');
 }

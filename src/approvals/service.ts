@@ -7,7 +7,7 @@ import { principalRef, type Principal, type PrincipalRef } from '../identity/pri
 import type { Logger } from '../observability/log.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import { ApprovalError } from './errors.js';
-import { accessRuleFor, mayDecide, maySee, requesterOf, statementHash, type Hold } from './rules.js';
+import { accessRuleFor, accessStillAllowed, mayDecide, maySee, requesterOf, statementHash, type Hold } from './rules.js';
 import { ApprovalConflict, type SqliteApprovalStore } from './sqlite-approval-store.js';
 import type { ApprovalEventRow } from './state.js';
 import type { ApprovalKind, ApprovalRequest, ApprovalState, ApprovalStatus, StatementDetails } from './types.js';
@@ -20,6 +20,8 @@ export interface ApprovalServiceDeps {
   readonly baseUrl: () => string;
   readonly log: Logger;
   readonly notifier?: ApprovalNotifier;
+  /** Key of the statement binding hash (derived from Sluice's root secret). */
+  readonly hashKey: Buffer;
   /** Tells whether an approval:read permission lets this principal see every request. */
   readonly seesAll?: (p: Principal) => boolean;
   readonly metrics?: Pick<GatewayMetrics, 'approvalRequests' | 'approvalDecisions'>;
@@ -111,7 +113,7 @@ export class ApprovalService {
         grant: input.grant,
         text: input.text,
         ...(input.params ? { params: input.params } : {}),
-        hash: statementHash(requester, input.resource, input.exact.text, input.exact.paramsDigest),
+        hash: statementHash(this.deps.hashKey, requester, input.resource, input.exact.text, input.exact.paramsDigest),
         mode: input.hold.rule.mode,
         facts: input.facts,
         ...(input.rows !== undefined ? { rows: input.rows } : {}),
@@ -146,8 +148,8 @@ export class ApprovalService {
 
   /** The newest still-pending fail-fast request for this exact statement, so a re-run before the decision does not open another. */
   pendingFor(principal: Principal, resource: string, exact: StatementIdentity): ApprovalStatus | undefined {
-    const hash = statementHash(principal, resource, exact.text, exact.paramsDigest);
-    return this.deps.store.byHash(hash, principalRef(principal)).find((s) => s.state === 'pending' && s.request.resource === resource);
+    const hash = statementHash(this.deps.hashKey, principal, resource, exact.text, exact.paramsDigest);
+    return this.deps.store.byHash(hash, principalRef(principal)).find((s) => s.state === 'pending' && s.request.resource === resource && s.request.statement?.mode === 'fail_fast');
   }
 
   /**
@@ -156,9 +158,10 @@ export class ApprovalService {
    * sessions racing get one true between them (a unique index decides).
    */
   async useApproved(principal: Principal, resource: string, exact: StatementIdentity, sessionId: string): Promise<ApprovalStatus | undefined> {
-    const hash = statementHash(principal, resource, exact.text, exact.paramsDigest);
+    const hash = statementHash(this.deps.hashKey, principal, resource, exact.text, exact.paramsDigest);
     for (const s of this.deps.store.byHash(hash, principalRef(principal))) {
-      if (s.state !== 'approved' || s.request.resource !== resource) continue;
+      // A wait-mode approval belongs to the session that waited for it, never to a re-run.
+      if (s.state !== 'approved' || s.request.resource !== resource || s.request.statement?.mode !== 'fail_fast') continue;
       const used = await this.use(s.request.id, sessionId);
       if (used) return used;
     }
@@ -177,6 +180,7 @@ export class ApprovalService {
       throw err;
     }
     await this.record(after.request, 'approval.used', { sessionId }, sessionId);
+    this.watchDeadline(after);
     this.changed.emit(id);
     return after;
   }
@@ -188,6 +192,8 @@ export class ApprovalService {
         if (s.state !== 'pending' && s.state !== 'approved') throw new ApprovalConflict(s.state);
       });
       await this.record(after.request, 'approval.cancelled', { reason });
+      this.watchDeadline(after);
+      this.deps.notifier?.notify('approval.decided', after);
       this.changed.emit(id);
     } catch (err) {
       if (!(err instanceof ApprovalConflict)) throw err;
@@ -201,6 +207,8 @@ export class ApprovalService {
         if (s.state !== 'expired') throw new ApprovalConflict(s.state);
       });
       await this.record(after.request, 'approval.expired', after.request.kind === 'access' && after.validUntil ? { endedAt: after.validUntil } : {});
+      this.watchDeadline(after);
+      this.deps.notifier?.notify('approval.decided', after);
       this.changed.emit(id);
     } catch (err) {
       if (!(err instanceof ApprovalConflict)) throw err;
@@ -233,7 +241,7 @@ export class ApprovalService {
     this.deps.metrics?.approvalDecisions.labels(decision).inc();
     await this.record(after.request, 'approval.decided', { decision, by, reason: event.reason, state: after.state, ...(after.validUntil ? { validUntil: after.validUntil } : {}) });
     if (after.state !== 'pending') this.deps.notifier?.notify('approval.decided', after);
-    if (after.request.kind === 'access' && after.state === 'approved') this.scheduleExpiry(after);
+    this.watchDeadline(after);
     this.changed.emit(id);
     return after;
   }
@@ -244,28 +252,33 @@ export class ApprovalService {
       let poll: NodeJS.Timeout | undefined;
       let deadline: NodeJS.Timeout | undefined;
       const done = (s: ApprovalStatus) => {
+        stop();
+        resolve(s);
+      };
+      const stop = () => {
         clearInterval(poll);
         clearTimeout(deadline);
         this.changed.off(id, check);
         signal?.removeEventListener('abort', aborted);
-        resolve(s);
+      };
+      const current = (): ApprovalStatus | undefined => {
+        try {
+          const s = this.deps.store.get(id);
+          if (s) return s;
+          stop();
+          reject(new ApprovalError('approval_not_found', 404, `no approval request ${id}`));
+        } catch (err) {
+          stop();
+          reject(err);
+        }
+        return undefined;
       };
       const check = () => {
-        let s: ApprovalStatus | undefined;
-        try {
-          s = this.deps.store.get(id);
-        } catch (err) {
-          clearInterval(poll);
-          clearTimeout(deadline);
-          this.changed.off(id, check);
-          reject(err);
-          return;
-        }
-        if (!s) return done(undefined as never);
-        if (s.state !== 'pending') done(s);
+        const s = current();
+        if (s && s.state !== 'pending') done(s);
       };
       const aborted = () => {
-        const s = this.deps.store.get(id);
+        const s = current();
         if (s) done(s);
       };
       const first = this.deps.store.get(id);
@@ -308,11 +321,7 @@ export class ApprovalService {
     const policies = this.deps.policies();
     return this.deps.store
       .list({ kind: 'access', requester: principalRef(principal), limit: 1000 }, now)
-      .filter((s) => s.state === 'approved' && s.request.resource === resource && s.validUntil !== undefined)
-      .filter((s) => {
-        const found = accessRuleFor(policies, principal, resource, s.request.access!.grant, s.request.access!.duration);
-        return found.ok && found.policy === s.request.rule;
-      })
+      .filter((s) => s.state === 'approved' && s.request.resource === resource && s.validUntil !== undefined && accessStillAllowed(policies, principal, s.request))
       .map((s) => ({ requestId: s.request.id, policy: s.request.rule, grant: s.request.access!.grant, until: new Date(s.validUntil!) }));
   }
 
@@ -329,10 +338,10 @@ export class ApprovalService {
    * approved access grants get their expiry event scheduled again.
    */
   async recover(): Promise<void> {
-    for (const s of this.deps.store.list({ limit: 1000 })) {
-      if (s.state === 'pending' && s.request.statement?.mode === 'wait') await this.cancel(s.request.id, 'Sluice restarted while the session waited');
-      else if (s.state === 'approved' && s.request.kind === 'access') this.scheduleExpiry(s);
-      else if (s.state === 'expired' && s.request.kind === 'access') await this.expire(s.request.id);
+    for (const s of this.deps.store.unfinished()) {
+      if (s.request.statement?.mode === 'wait' && (s.state === 'pending' || s.state === 'approved')) await this.cancel(s.request.id, 'Sluice restarted while the session waited');
+      else if (s.state === 'expired') await this.expire(s.request.id);
+      else this.watchDeadline(s);
     }
   }
 
@@ -345,15 +354,26 @@ export class ApprovalService {
     return maySee(this.deps.policies(), s.request, principal) || (this.deps.seesAll?.(principal) ?? false);
   }
 
-  private scheduleExpiry(s: ApprovalStatus): void {
-    const ms = Math.max(0, Date.parse(s.validUntil!) - Date.now());
-    clearTimeout(this.expiryTimers.get(s.request.id));
+  /**
+   * Records approval.expired when the request's next deadline passes: the
+   * end of the decision window while pending, the end of the approval's
+   * validity (a re-run window, or a grant) once approved. Nothing to watch
+   * once it is denied, used, cancelled or expired.
+   */
+  private watchDeadline(s: ApprovalStatus): void {
+    const id = s.request.id;
+    clearTimeout(this.expiryTimers.get(id));
+    this.expiryTimers.delete(id);
+    const at = s.state === 'pending' ? s.request.expiresAt : s.state === 'approved' ? s.validUntil : undefined;
+    if (at === undefined) return;
     const t = setTimeout(() => {
-      this.expiryTimers.delete(s.request.id);
-      void this.expire(s.request.id).catch((err) => this.deps.log.error({ id: s.request.id, err: String(err) }, 'could not record the end of an access grant'));
-    }, Math.min(ms + 10, 2 ** 31 - 1));
+      this.expiryTimers.delete(id);
+      const now = this.deps.store.get(id);
+      if (now?.state === 'expired') void this.expire(id).catch((err) => this.deps.log.error({ id, err: String(err) }, 'could not record the expiry of an approval request'));
+      else if (now) this.watchDeadline(now);
+    }, Math.min(Math.max(0, Date.parse(at) - Date.now()) + 10, 2 ** 31 - 1));
     t.unref();
-    this.expiryTimers.set(s.request.id, t);
+    this.expiryTimers.set(id, t);
   }
 
   private async create(request: ApprovalRequest, sessionId?: string): Promise<ApprovalStatus> {
@@ -362,6 +382,7 @@ export class ApprovalService {
     await this.record(request, 'approval.requested', { request }, sessionId);
     const status = this.deps.store.get(request.id)!;
     this.deps.notifier?.notify('approval.requested', status);
+    this.watchDeadline(status);
     return status;
   }
 

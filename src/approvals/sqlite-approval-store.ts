@@ -136,6 +136,17 @@ export class SqliteApprovalStore {
     return ids.map((r) => this.get(r.id, now)!);
   }
 
+  /** Every request nothing has ended yet (no denial, use, cancel or expiry recorded), whatever its age: what a restart must look after. */
+  unfinished(now = new Date()): ApprovalStatus[] {
+    const ids = this.read(
+      () =>
+        this.db
+          .prepare("SELECT id FROM approval_requests r WHERE NOT EXISTS (SELECT 1 FROM approval_events e WHERE e.request_id = r.id AND e.type IN ('deny', 'use', 'cancel', 'expire')) ORDER BY created_at")
+          .all() as { id: string }[],
+    );
+    return ids.map((r) => this.get(r.id, now)!);
+  }
+
   close(): void {
     this.db.close();
   }

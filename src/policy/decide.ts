@@ -215,7 +215,7 @@ function lastsLonger(
 }
 
 /** Policies with an access rule that lets this principal request this grant on this resource. */
-function accessRulesFor(policies: readonly PolicyConfig[], principal: Principal, resource: string, grant: GrantName): PolicyConfig[] {
+export function accessRulesFor(policies: readonly PolicyConfig[], principal: Principal, resource: string, grant: GrantName): PolicyConfig[] {
   return policies.filter(
     (p) =>
       p.access !== undefined &&

@@ -40,3 +40,13 @@ export function byCodeUnits(a: string, b: string): number {
 function quote(text: string): string {
   return JSON.stringify(text).replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
 }
+
+/**
+ * Text others wrote (statement text, reasons, justifications) made safe for
+ * a terminal: control characters, which could move the cursor or recolour
+ * what an approver reads, and bidirectional overrides, which could reorder
+ * it, are shown as \uXXXX escapes. Line breaks and tabs stay.
+ */
+export function printable(text: string): string {
+  return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}

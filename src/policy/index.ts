@@ -1,5 +1,6 @@
 export { matchesPrincipal } from './match.js';
 export {
+  accessRulesFor,
   allowedGrants,
   decidePermission,
   decideSession,

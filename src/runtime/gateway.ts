@@ -89,6 +89,7 @@ export class Gateway {
       policies: () => this.current.config.policies,
       baseUrl: () => this.linkBase(),
       log: this.log,
+      hashKey: keyring.secret('approvals'),
       seesAll: (p) => decidePermission(this.current.config.policies, p, 'approvals:read').allowed,
       metrics: this.metrics,
       // A reload may replace the notifier; the service keeps calling whichever is current.
@@ -185,16 +186,15 @@ export class Gateway {
       const needsRestart = restartOnlyKeys(this.current.config, config);
       if (needsRestart.length) this.log.warn({ keys: needsRestart }, 'these settings take effect only after a restart');
       next = await buildState(config, this.keyring, this.current);
-      if (JSON.stringify(config.server.notifications) !== JSON.stringify(this.current.config.server.notifications)) {
-        const replacement = new Notifier(config.server.notifications, { log: this.log, metrics: this.notificationMetrics });
-        const old = this.notifier;
-        this.oldNotifiers.add(old);
-        void old.idle().then(() => {
-          old.close();
-          this.oldNotifiers.delete(old);
-        });
-        this.notifier = replacement;
-      }
+      // Rebuilt on every reload, so a rotated secret behind ${env:...} or ${file:...} takes effect; a missing one refuses the reload.
+      const replacement = new Notifier(config.server.notifications, { log: this.log, metrics: this.notificationMetrics });
+      const old = this.notifier;
+      this.oldNotifiers.add(old);
+      void old.idle().then(() => {
+        old.close();
+        this.oldNotifiers.delete(old);
+      });
+      this.notifier = replacement;
     } catch (err) {
       const error = (err as Error).message;
       this.log.error({ err: error }, 'configuration reload refused; the previous configuration stays in effect');

@@ -96,8 +96,7 @@ CREATE TABLE approval_events (
   by_subject TEXT,
   by_kind TEXT,
   reason TEXT,
-  time TEXT NOT NULL,
-  data TEXT
+  time TEXT NOT NULL
 );
 CREATE INDEX approval_events_request ON approval_events (request_id, id);
 CREATE UNIQUE INDEX approval_events_one_vote ON approval_events (request_id, by_issuer, by_subject) WHERE type IN ('approve', 'deny');

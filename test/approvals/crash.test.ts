@@ -68,8 +68,8 @@ function killed(child: ChildProcess): Promise<void> {
   });
 }
 
-describe('a used approval after kill -9', () => {
-  it('is not used again when Sluice restarts: the re-run is held anew', async () => {
+describe('fail-fast approvals across kill -9', () => {
+  it('keeps an approval given while Sluice was down, uses it once, and never again after another kill -9', async () => {
     const { config } = loadConfigFile(configFile);
     const keyring = await Keyring.load(config.keys, config.store.data_dir);
     const dev = devIssuerFor(config, keyring)!;
@@ -78,43 +78,50 @@ describe('a used approval after kill -9', () => {
     await admin.query(`CREATE TABLE ${name} (n int)`);
     await admin.query(`GRANT INSERT, SELECT ON ${name} TO ${pgEnv.roles.writer.user}`);
     const sql = `INSERT INTO ${name} VALUES (1)`;
-
-    const first = await startGatewayProcess();
-    const connect = async (port: number) => {
+    const rows = async () => Number((await admin.query(`SELECT count(*) AS n FROM ${name}`)).rows[0].n);
+    const run = async (port: number) => {
       const c = new pg.Client({ host: '127.0.0.1', port, user: 'write', database: 'orders', password: ciToken, ssl: false });
       c.on('error', () => undefined);
       await c.connect();
-      return c;
+      try {
+        return await c.query(sql).then(
+          (r) => ({ rowCount: r.rowCount, message: '' }),
+          (e: { code: string; message: string }) => ({ code: e.code, message: e.message }),
+        );
+      } finally {
+        await c.end().catch(() => undefined);
+      }
     };
-    let c = await connect(first.port);
-    const held = await c.query(sql).catch((e: { code: string; message: string }) => e);
-    expect(held).toMatchObject({ code: '42501' });
-    const id = /request (apr_[a-z2-7]{20})/.exec((held as { message: string }).message)![1]!;
 
-    // The approver decides through a second process sharing the store, as another gateway instance would.
+    // The approver decides through a second process sharing the store, while the gateway is down.
     const storePath = join(dir, 'sluice.db');
     const audit = SqliteAuditStore.open({ path: storePath, synchronous: 'normal', chain: 'approver' });
     const store = SqliteApprovalStore.open(storePath, { synchronous: 'normal' });
-    const service = new ApprovalService({ store, events: new EventPipeline(audit), policies: () => config.policies, baseUrl: () => 'http://127.0.0.1', log: createLogger('silent') });
+    const service = new ApprovalService({ store, events: new EventPipeline(audit), policies: () => config.policies, hashKey: keyring.secret('approvals'), baseUrl: () => 'http://127.0.0.1', log: createLogger('silent') });
     const { authenticator } = await buildState(config, keyring);
     const approver: Principal = await authenticator.authenticate(await dev.mint({ subject: 'dana', groups: ['dba'], ttlSeconds: 600 }));
-    await service.decide(id, approver, 'approve', 'go');
 
-    expect((await c.query(sql)).rowCount).toBe(1);
-    await killed(first.child);
-    c.end().catch(() => undefined);
-
-    const second = await startGatewayProcess();
     try {
-      c = await connect(second.port);
-      const again = await c.query(sql).catch((e: { code: string; message: string }) => e);
-      expect(again).toMatchObject({ code: '42501' });
-      expect((again as { message: string }).message).not.toContain(id);
-      expect(Number((await admin.query(`SELECT count(*) AS n FROM ${name}`)).rows[0].n)).toBe(1);
+      const first = await startGatewayProcess();
+      const held = await run(first.port);
+      expect(held).toMatchObject({ code: '42501' });
+      const id = /request (apr_[a-z2-7]{20})/.exec(held.message)![1]!;
+      await killed(first.child);
+      await service.decide(id, approver, 'approve', 'go');
+
+      const second = await startGatewayProcess();
+      expect(await run(second.port)).toMatchObject({ rowCount: 1 });
       expect(store.get(id)!.state).toBe('used');
-      await c.end();
-    } finally {
       await killed(second.child);
+
+      const third = await startGatewayProcess();
+      const again = await run(third.port);
+      expect(again).toMatchObject({ code: '42501' });
+      expect(again.message).not.toContain(id);
+      expect(await rows()).toBe(1);
+      await killed(third.child);
+    } finally {
+      service.close();
       store.close();
       await audit.close();
     }

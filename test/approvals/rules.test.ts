@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { holdFor, mayDecide, statementHash } from '../../src/approvals/rules.js';
+import { accessStillAllowed, holdFor, mayDecide, statementHash } from '../../src/approvals/rules.js';
+import { printable } from '../../src/policy/format.js';
 import { foldStatus, type ApprovalEventRow } from '../../src/approvals/state.js';
 import type { ApprovalRequest } from '../../src/approvals/types.js';
 import { validateConfig } from '../../src/config/load.js';
@@ -8,6 +9,7 @@ import { StatementTracker } from '../../src/protocols/postgres/statement-tracker
 import { facts, IDP, policies, principal } from '../guard/fixtures.js';
 
 const approvers = [{ groups: ['dba'] }];
+const KEY = Buffer.alloc(32, 7);
 const T0 = Date.parse('2026-11-22T10:00:00Z');
 const at = (s: number) => new Date(T0 + s * 1000).toISOString();
 
@@ -147,16 +149,45 @@ describe('mayDecide', () => {
   });
 });
 
+describe('accessStillAllowed', () => {
+  const grant = request({ kind: 'access', rule: 'b-write', required: 1, statement: undefined, access: { grant: 'write', duration: 3600 } });
+  const rule = (name: string, max = '2h') => ({ name, when: { groups: ['eng'] }, resources: ['orders'], access: { grants: ['write'], max_duration: max, approvers } });
+  const alice = principal({ subject: 'alice', groups: ['eng'] });
+
+  it('holds while the policy it was approved under still allows it, whatever other access policies come and go', () => {
+    expect(accessStillAllowed(policies(rule('b-write')), alice, grant)).toBe(true);
+    expect(accessStillAllowed(policies(rule('a-write'), rule('b-write')), alice, grant)).toBe(true);
+    expect(accessStillAllowed(policies(rule('a-write')), alice, grant)).toBe(false);
+    expect(accessStillAllowed(policies(rule('b-write', '30m')), alice, grant)).toBe(false);
+    expect(accessStillAllowed(policies(rule('b-write')), principal({ subject: 'alice', groups: ['ops'] }), grant)).toBe(false);
+  });
+});
+
+describe('printable', () => {
+  it('shows control characters and bidirectional overrides as escapes, and keeps line breaks', () => {
+    expect(printable('DROP TABLE x;\n-- ok\tfine')).toBe('DROP TABLE x;\n-- ok\tfine');
+    expect(printable('harmless\u001b[2K\rDROP')).toBe('harmless\\u001b[2K\\u000dDROP');
+    expect(printable('abc\u202edcba')).toBe('abc\\u202edcba');
+  });
+});
+
 describe('what an approval is bound to', () => {
   it('gives every different (principal, resource, text, parameters) its own hash (property)', () => {
     const tuple = fc.tuple(fc.string(), fc.string(), fc.string(), fc.string(), fc.option(fc.string(), { nil: undefined }));
     fc.assert(
       fc.property(tuple, tuple, (a, b) => {
         fc.pre(JSON.stringify(a) !== JSON.stringify(b));
-        const h = (x: typeof a) => statementHash({ issuer: x[0], subject: x[1], kind: 'person' }, x[2], x[3], x[4]);
+        const h = (x: typeof a) => statementHash(KEY, { issuer: x[0], subject: x[1], kind: 'person' }, x[2], x[3], x[4]);
         expect(h(a)).not.toBe(h(b));
       }),
     );
+  });
+
+  it('is keyed: without the key, a guess at the text cannot be checked against the hash', () => {
+    const who = { issuer: IDP, subject: 'alice', kind: 'person' as const };
+    const text = "ALTER ROLE app PASSWORD 'hunter2'";
+    expect(statementHash(KEY, who, 'orders', text, undefined)).not.toBe(statementHash(Buffer.alloc(32, 8), who, 'orders', text, undefined));
+    expect(statementHash(KEY, who, 'orders', text, undefined)).toBe(statementHash(Buffer.alloc(32, 7), who, 'orders', text, undefined));
   });
 
   it('digests the exact parameter bytes and formats, not the recorded (truncated, redacted) values', () => {

@@ -151,6 +151,12 @@ describe('interactive approval (wait mode)', () => {
       expect(t.gw.approvals.get(id, bob).state).toBe('expired');
       expect((await events(id)).map((e) => e.type)).toContain('approval.expired');
       await expect(t.gw.approvals.decide(id, bob, 'approve', 'too late')).rejects.toMatchObject({ code: 'approval_not_pending' });
+      // Approvers are told it ended.
+      for (let i = 0; i < 100 && !deliveries.some((d) => d.body.id === id && d.body.state === 'expired'); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(deliveries.filter((d) => d.body.id === id).map((d) => [d.body.type, d.body.state])).toEqual([
+        ['approval.requested', 'pending'],
+        ['approval.decided', 'expired'],
+      ]);
     } finally {
       await c.end();
     }
@@ -299,6 +305,52 @@ describe('fail-fast approval (pipelines)', () => {
       expect(third.code).toBe('42501');
       expect(third.message).not.toContain(id);
       expect(await count(name)).toBe(10);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('binds an approval of EXECUTE to the prepared body, not only to the name', async () => {
+    const approved = await table(5);
+    const other = await table(5);
+    const a = await pgClient(t, 'write', ci);
+    const b = await pgClient(t, 'write', ci);
+    try {
+      await a.query(`PREPARE zap AS DELETE FROM ${approved}`);
+      const first = await sqlError(a.query('EXECUTE zap'));
+      const id = /request (apr_[a-z2-7]{20})/.exec(first.message)![1]!;
+      expect(t.gw.approvals.get(id, bob).request.statement!.facts).toMatchObject({ kinds: ['execute', 'delete'], tables: [approved] });
+      await t.gw.approvals.decide(id, bob, 'approve', `empty ${approved}`);
+
+      // The same text, EXECUTE zap, with zap prepared as something else: not what was approved.
+      await b.query(`PREPARE zap AS DELETE FROM ${other}`);
+      const swapped = await sqlError(b.query('EXECUTE zap'));
+      expect(swapped.code).toBe('42501');
+      expect(swapped.message).not.toContain(id);
+      expect(await count(other)).toBe(5);
+
+      expect((await a.query('EXECUTE zap')).rowCount).toBe(5);
+      expect(await count(approved)).toBe(0);
+    } finally {
+      await a.end();
+      await b.end();
+    }
+  });
+
+  it('does not use up an approval on a re-run that cannot run (a failed transaction)', async () => {
+    const name = await table(5);
+    const c = await pgClient(t, 'write', ci);
+    try {
+      const first = await sqlError(c.query(`DELETE FROM ${name}`));
+      const id = /request (apr_[a-z2-7]{20})/.exec(first.message)![1]!;
+      await t.gw.approvals.decide(id, bob, 'approve', 'go');
+      await c.query('BEGIN');
+      await sqlError(c.query('SELECT 1/0'));
+      expect((await sqlError(c.query(`DELETE FROM ${name}`))).code).toBe('25P02');
+      await c.query('ROLLBACK');
+      expect(t.gw.approvals.get(id, bob).state).toBe('approved');
+      expect((await c.query(`DELETE FROM ${name}`)).rowCount).toBe(5);
+      expect(t.gw.approvals.get(id, bob).state).toBe('used');
     } finally {
       await c.end();
     }

@@ -4,6 +4,7 @@ import { formatDuration, parseDuration } from '../../config/duration.js';
 import { SluiceError } from '../../errors.js';
 import { ApiClient, type ApiOptions } from '../api-client.js';
 import { apiOptions } from './audit.js';
+import { printable } from '../../policy/format.js';
 
 /** Seconds per long-poll: below the API client's own request timeout, so a quiet wait is never mistaken for a dead server. */
 const POLL_SECONDS = 10;
@@ -46,7 +47,7 @@ export function printTable(all: readonly ApprovalStatus[]): void {
     ...all.map((s) => [s.request.id, s.request.kind, s.state, s.request.resource, s.request.requester.subject, s.request.rule, shortTime(s.request.createdAt), what(s)]),
   ];
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  for (const r of rows) process.stdout.write(r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ') + '\n');
+  for (const r of rows) process.stdout.write(printable(r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')) + '\n');
 }
 
 export function printDetail(s: ApprovalStatus): void {
@@ -79,7 +80,8 @@ export function printDetail(s: ApprovalStatus): void {
   }
   out.push(s.decisions.length ? 'decisions:' : 'decisions:     none yet');
   for (const d of s.decisions) out.push(`  ${shortTime(d.time)}  ${d.decision.padEnd(7)} by ${d.by.subject}: ${d.reason}`);
-  process.stdout.write(out.join('\n') + '\n');
+  // Requesters wrote the statement and justification, approvers the reasons: none of it may steer the terminal.
+  process.stdout.write(printable(out.join('\n')) + '\n');
 }
 
 function printDecided(s: ApprovalStatus, decision: 'approve' | 'deny'): void {

@@ -1,10 +1,18 @@
 import type { Hold } from '../../approvals/rules.js';
 import type { ApprovalStatus } from '../../approvals/types.js';
 import { formatDuration } from '../../config/duration.js';
-import { showName, showPolicy } from '../../policy/format.js';
+import { printable, showName, showPolicy } from '../../policy/format.js';
 
-/** What becomes of a held statement: it runs, it is refused with an error, or it already ran (under its row threshold). */
-export type HeldOutcome = { readonly run: true } | { readonly ran: true } | { readonly refuse: string; readonly sqlstate: string };
+/**
+ * What becomes of a held statement: it is sent (`run`), it is refused with
+ * an error in its place (`refuse`), it already ran while its rows were
+ * counted (`ran`, the response already passed on), or the session is gone.
+ */
+export type HeldOutcome =
+  | { readonly run: true }
+  | { readonly ran: Buffer }
+  | { readonly refuse: string; readonly sqlstate: string }
+  | { readonly gone: true };
 
 function rowsPart(status: ApprovalStatus, hold: Hold): string {
   const rows = status.request.statement?.rows;
@@ -47,6 +55,6 @@ export function heldOutcome(status: ApprovalStatus): HeldOutcome {
 
 /** An approver's reason in one line, without control characters, as it reaches a client's terminal. */
 function plain(reason: string): string {
-  const one = reason.replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ').trim();
+  const one = printable(reason.replace(/[\r\n\t]+/g, ' ')).trim();
   return one.length > 300 ? `${one.slice(0, 300)}…` : one;
 }

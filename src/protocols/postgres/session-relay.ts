@@ -25,6 +25,7 @@ import { MASKED_MESSAGE_TYPES, VALUE_MESSAGE_TYPES, type SessionMasker } from '.
 import type { StatementOutput } from './masking/result-layouts.js';
 import { holdFor, type Hold } from '../../approvals/rules.js';
 import { BackendExchange, type ExchangeResult } from './backend-exchange.js';
+import { countedTag, countInSavepoint, type CountOutcome } from './row-count.js';
 import { failFastRefusal, heldOutcome, holdNotice, type HeldOutcome } from './held-statement.js';
 
 export interface SessionInit {
@@ -52,7 +53,7 @@ const PAUSE_AUDIT = 1;
 const PAUSE_BACKPRESSURE = 2;
 const PAUSE_HOLD = 4;
 /** Largest response of a row-counted statement Sluice keeps to pass on after counting (a DELETE ... RETURNING under the threshold). */
-const MAX_PROBE_RESPONSE_BYTES = 16 * 1024 * 1024;
+const MAX_COUNTED_RESPONSE_BYTES = 16 * 1024 * 1024;
 const WANTED_FROM_BACKEND = new Set<number>([BE.CommandComplete, BE.ErrorResponse, BE.ReadyForQuery, BE.EmptyQueryResponse, BE.PortalSuspended, BE.CopyInResponse, BE.ParameterStatus, BE.ParseComplete]);
 const WANTED_WHEN_MASKED = new Set<number>([...WANTED_FROM_BACKEND, ...MASKED_MESSAGE_TYPES]);
 const isErrorResponse = (type: number): boolean => type === BE.ErrorResponse;
@@ -86,33 +87,6 @@ interface PreparedChange {
   readonly body?: StatementFacts;
   /** Ordinal of the tracker unit it was sent in. */
   unit: number;
-}
-
-/**
- * The command tag that will carry the count of rows a held message changes,
- * when one can: a single DELETE, UPDATE or MERGE (or an EXECUTE of one) with
- * no data-modifying WITH. EXPLAIN ANALYZE, COPY (...) and a WITH whose outer
- * SELECT returns rows report something else, so they are held uncounted.
- */
-function countedKind(statements: readonly StatementFacts[]): string | undefined {
-  if (statements.length !== 1) return undefined;
-  const top = statements[0]!;
-  const f = top.kind === 'execute' && top.body ? top.body : top;
-  if (f.kind !== 'delete' && f.kind !== 'update' && f.kind !== 'merge') return undefined;
-  // COPY (DELETE ... RETURNING) TO STDOUT is classified as the DELETE it runs, but answers with COPY.
-  if (f.effects.includes('data_modifying_cte') || f.copy !== undefined) return undefined;
-  return f.kind.toUpperCase();
-}
-
-/** A response with its closing ReadyForQuery (6 bytes) carrying another transaction status. */
-function withStatus(raw: Buffer, status: 'I' | 'T' | 'E'): Buffer {
-  const out = Buffer.from(raw);
-  out[out.length - 1] = status.charCodeAt(0);
-  return out;
-}
-
-function withoutReadyForQuery(raw: Buffer): Buffer {
-  return raw.subarray(0, raw.length - 6);
 }
 
 /** A denial waiting for the backend's error on its replacement statement. */
@@ -672,31 +646,28 @@ export class PostgresSession implements Session {
   private async runHold(h: Held): Promise<HeldOutcome> {
     const { rule, policy } = h.hold;
     const approvals = this.ctx.approvals;
-    const exact = { text: h.text, ...(h.paramsDigest ? { paramsDigest: h.paramsDigest } : {}) };
-    if (rule.mode === 'fail_fast' && (await approvals.useApproved(this.principal, this.resource, exact, this.id))) return { run: true };
-    let rows: number | undefined;
+    this.holdCancelled = false;
     // A simple Query waits until everything before it is answered, so its notice follows earlier results and the transaction status is known.
     // Earlier extended-protocol messages without their Sync would never be answered: then it is held as it stands.
     const idle = h.kind === 'query' && this.tracker.earlierUnitsClosed ? (await this.backendIdle(), !this.closed) : false;
-    if (this.closed) return { ran: true };
+    if (this.closed) return { gone: true };
     if (idle && this.tracker.status === 'E' && h.statements.length === 1) {
-      // In a failed transaction it cannot run: the backend answers 25P02, and nobody needs to be asked.
+      // In a failed transaction it cannot run: the backend answers 25P02, and nobody needs to be asked (nor an approval used up).
       return { run: true };
     }
-    const counted = idle && rule.rows_over !== undefined ? countedKind(h.statements) : undefined;
-    if (counted !== undefined) {
-      const result = await this.countRows(h, rule.rows_over!, counted);
-      if ('ran' in result) return result;
-      rows = result.rows;
+    // Bound to what runs: an EXECUTE's prepared body counts as much as its text, since the name can be prepared anew.
+    const bodies = h.statements.flatMap((f) => (f.kind === 'execute' && f.body ? [f.body.text] : []));
+    const exact = { text: [h.text, ...bodies].join('\u0000'), ...(h.paramsDigest ? { paramsDigest: h.paramsDigest } : {}) };
+    if (rule.mode === 'fail_fast' && (await approvals.useApproved(this.principal, this.resource, exact, this.id))) return { run: true };
+    let rows: number | undefined;
+    const tag = idle && rule.rows_over !== undefined ? countedTag(h.statements) : undefined;
+    if (tag !== undefined) {
+      const counted = await this.countRows(h, rule.rows_over!, tag);
+      if (!('held' in counted)) return counted;
+      rows = counted.rows;
     }
     // Approvers see what runs: an EXECUTE together with the body it executes.
     const shown = h.statements.flatMap((f) => (f.kind === 'execute' && f.body ? [f, f.body] : [f]));
-    const facts = {
-      kinds: [...new Set(shown.map((f) => f.kind))],
-      tables: [...new Set(shown.flatMap((f) => [...f.tablesWritten, ...f.tablesRead]))],
-      functions: [...new Set(shown.flatMap((f) => f.functions))],
-      opaque: shown.some((f) => f.opaque && !(f.kind === 'execute' && f.body)),
-    };
     const request = {
       principal: this.principal,
       resource: this.resource,
@@ -706,7 +677,12 @@ export class PostgresSession implements Session {
       text: this.recordedText(h.text),
       exact,
       ...(h.params ? { params: h.params.map((p) => (p === null || !this.masker ? p : this.masker.detectInText(p))) } : {}),
-      facts,
+      facts: {
+        kinds: [...new Set(shown.map((f) => f.kind))],
+        tables: [...new Set(shown.flatMap((f) => [...f.tablesWritten, ...f.tablesRead]))],
+        functions: [...new Set(shown.flatMap((f) => f.functions))],
+        opaque: shown.some((f) => f.opaque && !(f.kind === 'execute' && f.body)),
+      },
       ...(rows !== undefined ? { rows } : {}),
       justification: this.justification ?? this.applicationName,
     };
@@ -717,7 +693,7 @@ export class PostgresSession implements Session {
     const status = await approvals.requestStatement(request);
     if (this.closed) {
       await approvals.cancel(status.request.id, 'the waiting session ended');
-      return { ran: true };
+      return { gone: true };
     }
     this.holdRequest = status.request.id;
     this.notice(holdNotice(status, h.hold));
@@ -725,9 +701,9 @@ export class PostgresSession implements Session {
     waiting.inc();
     const final = await approvals.waitFor(status.request.id, this.holdAbort!.signal).finally(() => waiting.dec());
     this.holdRequest = undefined;
-    if (this.closed) return { ran: true };
-    if (this.holdCancelled && final.state === 'pending') {
-      this.holdCancelled = false;
+    if (this.closed) return { gone: true };
+    if (this.holdCancelled) {
+      // The client's cancel wins even over an approval that arrived at the same moment: that approval is left unused.
       await approvals.cancel(final.request.id, 'the client cancelled the statement');
       return { refuse: `sluice: canceling statement due to user request; approval request ${final.request.id} was withdrawn`, sqlstate: '57014' };
     }
@@ -767,71 +743,44 @@ export class PostgresSession implements Session {
   }
 
   /**
-   * Runs the held statement inside a savepoint (in a transaction Sluice opens
-   * when the client is not in one) and reads how many rows it changed. At or
-   * under the threshold the change is kept and the backend's response passed
-   * on as if the statement had simply run; over it, the savepoint is rolled
-   * back and nothing of the response reaches the client.
+   * Counts the rows the held statement changes (row-count.ts) with backend
+   * bytes diverted to a BackendExchange, so nothing of Sluice's own queries
+   * reaches the client. What ran is fed through the normal path (tracker,
+   * masking, splicer); notifications that arrived meanwhile follow it.
    */
-  private async countRows(h: Held, threshold: number, tag: string): Promise<{ ran: true } | { rows?: number }> {
+  private async countRows(h: Held, threshold: number, tag: string): Promise<CountOutcome | { gone: true }> {
     const x = new BackendExchange(this.maxMessageBytes);
     this.exchange = x;
     this.backend.resume();
-    const savepoint = `${this.poisonPrefix}rows`;
     const send = (message: Buffer, keep = 0): Promise<ExchangeResult> => {
       const answer = x.expect(keep);
       this.backend.write(message);
       return answer;
     };
-    const q = (sql: string) => send(queryMessage(sql));
-    const began = this.tracker.status === 'I';
-    let replay: Buffer | undefined;
-    let result: { ran: true } | { rows?: number };
+    let outcome: CountOutcome;
     try {
-      if (began && (await q('BEGIN')).error) throw new Error('BEGIN failed');
-      if ((await q(`SAVEPOINT ${savepoint}`)).error) {
-        if (began) await q('ROLLBACK');
-        // Counting is not possible here; the statement is held without a count rather than run unchecked.
-        return { rows: undefined };
-      }
-      const r = await send(h.raw, MAX_PROBE_RESPONSE_BYTES);
-      if (r.error) {
-        // The statement failed on its own: that is its real outcome, as if it had been sent directly.
-        if (began) await q('ROLLBACK');
-        replay = r.raw ? withStatus(r.raw, began ? 'I' : r.status) : Buffer.concat([errorResponse({ severity: 'ERROR', code: r.error.code, message: r.error.message }), readyForQuery(began ? 'I' : 'E')]);
-        result = { ran: true };
-      } else if (r.tags.length !== 1 || !r.tags[0]!.startsWith(`${tag} `)) {
-        // A rule rewrote it, or the tag does not carry the count of what changed: roll back and ask without a count.
-        const undo = began ? await q('ROLLBACK') : await q(`ROLLBACK TO SAVEPOINT ${savepoint}; RELEASE SAVEPOINT ${savepoint}`);
-        if (undo.error) throw new Error('ROLLBACK TO SAVEPOINT failed');
-        result = {};
-      } else if (r.rows <= threshold && r.raw) {
-        if ((await q(`RELEASE SAVEPOINT ${savepoint}`)).error) throw new Error('RELEASE SAVEPOINT failed');
-        const commit = began ? await q('COMMIT') : undefined;
-        // A deferred constraint fails at COMMIT: the client sees that error for its statement, as in autocommit.
-        replay = commit?.error
-          ? Buffer.concat([withoutReadyForQuery(r.raw), errorResponse({ severity: 'ERROR', code: commit.error.code, message: commit.error.message }), readyForQuery('I')])
-          : withStatus(r.raw, began ? 'I' : r.status);
-        result = { ran: true };
-      } else {
-        const undo = began ? await q('ROLLBACK') : await q(`ROLLBACK TO SAVEPOINT ${savepoint}; RELEASE SAVEPOINT ${savepoint}`);
-        if (undo.error) throw new Error('ROLLBACK TO SAVEPOINT failed');
-        result = { rows: r.rows };
-      }
+      outcome = await countInSavepoint(send, {
+        statement: h.raw,
+        began: this.tracker.status === 'I',
+        savepoint: `${this.poisonPrefix}rows`,
+        threshold,
+        tag,
+        keepBytes: MAX_COUNTED_RESPONSE_BYTES,
+      });
     } catch (err) {
-      // The backend's transaction state is no longer known: end the session, so that it rolls back.
       this.exchange = undefined;
       if (!this.closed) {
+        // The backend's transaction state is no longer known: end the session, so that it rolls back.
         this.ctx.log.error({ session: this.id, err: String(err) }, 'row count check failed');
         this.terminate({ code: 'row_count_failed', sqlstate: '58000', message: 'Sluice could not count the rows of a held statement, so the session was ended and its transaction rolled back; tell the Sluice operator' });
       }
-      return { ran: true };
+      return { gone: true };
     }
     this.exchange = undefined;
     const rest = x.finish();
-    if (replay) this.onBackendData(replay);
+    if ('ran' in outcome) this.onBackendData(outcome.ran);
     if (rest.length > 0 && !this.closed) this.onBackendData(rest);
-    return result;
+    return outcome;
   }
 
   /** A NoticeResponse for the client, written at the next message boundary of the backend stream. */

@@ -4,7 +4,6 @@ import { SluiceError } from '../../errors.js';
 import { AUDIT_EVENT_TYPES, type AuditEventType, type AuditQuery } from '../../events/types.js';
 import { sendError } from '../api-auth.js';
 
-const TYPES: readonly AuditEventType[] = AUDIT_EVENT_TYPES;
 
 const PARAMS = ['after_seq', 'before_seq', 'type', 'session_id', 'subject', 'resource', 'since', 'until', 'q', 'limit', 'order'] as const;
 type AuditQueryString = { [K in (typeof PARAMS)[number]]?: string };
@@ -34,8 +33,8 @@ export function parseAuditQuery(raw: Readonly<Record<string, unknown>>): AuditQu
   if (limit === 0) return `limit: expected 1 to ${MAX_LIMIT}`;
   if (qs.q !== undefined && qs.q.length > MAX_TEXT_CHARS) return `q: at most ${MAX_TEXT_CHARS} characters`;
   const types = qs.type ? qs.type.split(',') : undefined;
-  const bad = types?.find((t) => !(TYPES as readonly string[]).includes(t));
-  if (bad) return `type: unknown event type ${bad}; one of ${TYPES.join(', ')}`;
+  const bad = types?.find((t) => !(AUDIT_EVENT_TYPES as readonly string[]).includes(t));
+  if (bad) return `type: unknown event type ${bad}; one of ${AUDIT_EVENT_TYPES.join(', ')}`;
   for (const [name, v] of [['since', qs.since], ['until', qs.until]] as const) {
     if (v !== undefined && Number.isNaN(Date.parse(v))) return `${name}: expected an ISO-8601 time`;
   }
