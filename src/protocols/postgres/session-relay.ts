@@ -387,7 +387,7 @@ export class PostgresSession implements Session {
                 kind: 'execute',
                 portal: e.portal,
                 text: hold.text,
-                ...(s.params ? { params: s.params, paramsDigest: s.paramsDigest } : {}),
+                ...(s.params ? { params: s.params, paramsDigest: this.tracker.paramsDigest(e.portal) } : {}),
                 statements: hold.statements,
                 hold: hold.hold,
                 unit,

@@ -23,8 +23,6 @@ export interface StatementStart {
   readonly statementName?: string;
   readonly portal?: string;
   readonly params?: readonly (string | null)[];
-  /** sha256 of the exact parameter bytes and formats: what an approval of this statement is bound to. */
-  readonly paramsDigest?: string;
   /** The guard rule that allowed or denied the statement's text. */
   readonly rule?: string;
 }
@@ -60,6 +58,16 @@ interface Unit {
   uncharged?: { sqlstate: string; message: string };
 }
 
+interface Portal {
+  readonly statement: string;
+  readonly text: string;
+  /** As recorded: truncated, redacted by type. */
+  readonly params: (string | null)[];
+  /** As sent; frames are never written to after they are read, so keeping views of them is safe. */
+  readonly bound: { readonly types: readonly number[]; readonly formats: readonly number[]; readonly values: readonly (Buffer | null)[] };
+  readonly rule?: string;
+}
+
 interface Prepared {
   readonly text: string;
   readonly paramTypes: readonly number[];
@@ -81,7 +89,7 @@ export class StatementTracker {
   private nextId = 1;
   private readonly units: Unit[] = [];
   private readonly prepared = new Map<string, Prepared>();
-  private readonly portals = new Map<string, { statement: string; text: string; params: (string | null)[]; paramsDigest: string; rule?: string }>();
+  private readonly portals = new Map<string, Portal>();
   /**
    * Parses sent but not yet answered by ParseComplete, oldest first, with
    * what they replaced: a Parse the backend rejects (a syntax error, or a
@@ -167,7 +175,7 @@ export class StatementTracker {
     });
     // The portal keeps the text it was bound to, even if the statement name is reused before Execute.
     const prepared = this.prepared.get(statement);
-    this.portals.set(portal, { statement, text: prepared?.text ?? '', params: values, paramsDigest: digestParams(types, paramFormats, params), rule: prepared?.rule });
+    this.portals.set(portal, { statement, text: prepared?.text ?? '', params: values, bound: { types, formats: paramFormats, values: params }, rule: prepared?.rule });
   }
 
   execute(portal: string, maxRows = 0): StatementStart {
@@ -181,7 +189,6 @@ export class StatementTracker {
       statementName: bound?.statement || undefined,
       portal: portal || undefined,
       params: bound?.params,
-      ...(bound ? { paramsDigest: bound.paramsDigest } : {}),
       ...(bound?.rule !== undefined ? { rule: bound.rule } : {}),
     };
     const r = this.running(start, maxRows);
@@ -191,6 +198,16 @@ export class StatementTracker {
     }
     unit.statements.push(r);
     return start;
+  }
+
+  /**
+   * sha256 of the exact parameters the portal was bound with (declared
+   * types, formats, bytes): what an approval of its statement is bound to.
+   * Computed on demand, since only held statements need it.
+   */
+  paramsDigest(portal: string): string | undefined {
+    const b = this.portals.get(portal)?.bound;
+    return b ? digestParams(b.types, b.formats, b.values) : undefined;
   }
 
   /** Describe, Close and Flush belong to the open unit but start nothing. */
