@@ -18,6 +18,11 @@ function covers(p: PolicyConfig, resource: string): boolean {
   return p.resources !== undefined && resource !== '*' && (p.resources.includes(resource) || p.resources.includes('*'));
 }
 
+/** Whether any approval rule could hold a statement of this principal on this resource: when none can, nothing needs judging. */
+export function holdsPossible(policies: readonly PolicyConfig[], principal: Principal, resource: string): boolean {
+  return policies.some((p) => p.approval !== undefined && covers(p, resource) && matchesPrincipal(p.when, principal));
+}
+
 /**
  * Which approval rule holds this message, if any. A statement (or the body an
  * EXECUTE runs) matching any rule is held. When several match, a rule without

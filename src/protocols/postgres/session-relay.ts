@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
-import type { GrantName } from '../../config/schema.js';
+import type { GrantName, PolicyConfig } from '../../config/schema.js';
 import { StoreError } from '../../errors.js';
 import type { AuditEventInput } from '../../events/types.js';
 import { judgeStatements, judgeUnparseable, type Verdict } from '../../guard/index.js';
@@ -23,7 +23,7 @@ import { StreamSplicer, type Splice } from './splicer.js';
 import { StatementTracker, type StatementEnd, type StatementStart } from './statement-tracker.js';
 import { MASKED_MESSAGE_TYPES, VALUE_MESSAGE_TYPES, type SessionMasker } from './masking/session-masker.js';
 import type { StatementOutput } from './masking/result-layouts.js';
-import { holdFor, type Hold } from '../../approvals/rules.js';
+import { holdFor, holdsPossible, type Hold } from '../../approvals/rules.js';
 import { BackendExchange, type ExchangeResult } from './backend-exchange.js';
 import { countedTag, countInSavepoint, type CountOutcome } from './row-count.js';
 import { failFastRefusal, heldOutcome, holdNotice, type HeldOutcome } from './held-statement.js';
@@ -178,6 +178,7 @@ export class PostgresSession implements Session {
   private onIdle?: () => void;
   /** Notices waiting for a message boundary in the backend stream. */
   private notices: Buffer[] = [];
+  private holdRules?: { readonly policies: readonly PolicyConfig[]; readonly possible: boolean };
   /** Portals whose held Execute was released: executing them again (after PortalSuspended) continues that statement. */
   private readonly releasedPortals = new Set<string>();
   /** The client sent a CancelRequest while its statement waited for a decision. */
@@ -377,10 +378,10 @@ export class PostgresSession implements Session {
             started++;
             const unit = this.tracker.currentUnit;
             // After a denial in the same unit the backend skips to Sync: nothing would run, so nothing is held.
-            const skipping = denials.some(([, d]) => d.unit === unit) || [...this.denials.values()].some((d) => d.unit === unit);
+            const skipping = () => denials.some(([, d]) => d.unit === unit) || [...this.denials.values()].some((d) => d.unit === unit);
             // A portal that already ran part of its rows (maxRows) is the same statement continuing, not a new one.
             const continuing = this.releasedPortals.has(e.portal);
-            const hold = skipping || continuing ? undefined : this.holdForExecute(s);
+            const hold = continuing || !this.holdsPossible() || skipping() ? undefined : this.holdForExecute(s);
             if (hold) {
               this.held = {
                 raw,
@@ -505,7 +506,7 @@ export class PostgresSession implements Session {
     if (judged.action === 'deny') return judged;
     this.noteJustification(statements);
     // Held only once the guard allowed it: an approval never releases more than the grant allows.
-    const hold = holdFor(policies, this.principal, this.resource, statements);
+    const hold = this.holdsPossible() ? holdFor(policies, this.principal, this.resource, statements) : undefined;
     const verdict: Judged = { ...judged, ...(changes.length > 0 ? { changes } : {}), ...(hold ? { hold, statements } : {}) };
     if (!this.masker) return verdict;
     if (this.masker.unknownRelations(statements) && this.reloadedFor !== text) {
@@ -516,6 +517,13 @@ export class PostgresSession implements Session {
     const masking = this.masker.judge(statements);
     if (masking.verdict.action === 'deny') return masking.verdict;
     return { ...verdict, outputs: masking.outputs };
+  }
+
+  /** Whether approval rules apply to this session at all, worked out once per configuration version. */
+  private holdsPossible(): boolean {
+    const policies = this.ctx.state().config.policies;
+    if (this.holdRules?.policies !== policies) this.holdRules = { policies, possible: holdsPossible(policies, this.principal, this.resource) };
+    return this.holdRules.possible;
   }
 
   /** The body an SQL-level PREPARE gave this name: earlier in the same message, then sent but unconfirmed, then confirmed. */
