@@ -14,6 +14,7 @@ export const AUDIT_EVENT_TYPES = [
   'approval.used',
   'approval.cancelled',
   'approval.expired',
+  'config.loaded',
   'config.reloaded',
   'config.rejected',
 ] as const;

@@ -16,6 +16,7 @@ import { accessGrantsOf, authorizeSession } from './authorize-session.js';
 import { CatalogCache } from '../protocols/postgres/masking/catalog-cache.js';
 import { maskingPlanFor, maskingPlanKey } from '../masking/rules.js';
 import { buildState, publicUrl, serverTlsPems } from './build-state.js';
+import { configFingerprint } from '../config/fingerprint.js';
 import { ApprovalService } from '../approvals/service.js';
 import { SqliteApprovalStore } from '../approvals/sqlite-approval-store.js';
 import { decidePermission } from '../policy/index.js';
@@ -146,6 +147,10 @@ export class Gateway {
       await gw.stop(0);
       throw err;
     }
+    // Which configuration and policies were in force from now on, for audits (CC8.1): a hash, never the content.
+    await gw.events
+      .record([{ type: 'config.loaded', time: new Date().toISOString(), data: { ...(opts.configFile ? { file: opts.configFile } : {}), ...configFingerprint(cfg) } }])
+      .catch((err) => gw.log.error({ err: String(err) }, 'could not record the configuration in force'));
     if (cfg.server.postgres.allow_plaintext) {
       gw.log.warn({ listen: cfg.server.postgres.listen }, 'plaintext PostgreSQL connections are allowed: tokens may cross the network unencrypted; use only on loopback for development');
     }
@@ -231,7 +236,7 @@ export class Gateway {
       s.terminate({ code: 'reauthorization_failed', sqlstate: '42501', message: `session ended after a configuration reload: ${verdict.message}` });
     }
     await this.events
-      .record([{ type: 'config.reloaded', time: new Date().toISOString(), data: { file, sessionsTerminated: terminated } }])
+      .record([{ type: 'config.reloaded', time: new Date().toISOString(), data: { file, ...configFingerprint(next.config), sessionsTerminated: terminated } }])
       .catch(() => undefined);
     this.log.info({ terminated }, 'configuration reloaded');
     return { ok: true, terminated };

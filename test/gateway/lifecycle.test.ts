@@ -15,6 +15,7 @@ import { pgClient, psql, runClient } from '../support/clients.js';
 import { baseConfig, startGateway, type TestGateway } from '../support/gateway.js';
 import { testPostgres } from '../support/pg-env.js';
 import { secretEnv, spawnCli } from '../cli/run-cli.js';
+import { configFingerprint } from '../../src/config/fingerprint.js';
 
 type PgError = Error & { code?: string };
 
@@ -86,6 +87,12 @@ describe('configuration reload', () => {
     expect(refused.code).toBe('42501');
     const reloaded = t.gw.store.query({ types: ['config.reloaded'], limit: 10 });
     expect(reloaded.at(-1)?.data).toMatchObject({ file: t.configFile, sessionsTerminated: 1 });
+    // The configuration in force is recorded by hash at start and at every reload; a policy change changes both hashes.
+    const [loaded] = t.gw.store.query({ types: ['config.loaded'], limit: 10 });
+    const { config } = loadConfigFile(t.configFile);
+    expect(reloaded.at(-1)?.data).toMatchObject(configFingerprint(config));
+    expect(loaded?.data).toMatchObject({ file: t.configFile, configHash: expect.stringMatching(/^[0-9a-f]{64}$/), policiesHash: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    expect((loaded!.data as { policiesHash: string }).policiesHash).not.toBe(configFingerprint(config).policiesHash);
     expect(t.logs.join('')).toContain('"msg":"configuration reloaded"');
   });
 
