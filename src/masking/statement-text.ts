@@ -1,4 +1,6 @@
 import { scanRaw } from '../sql/parser.js';
+import { maskDetected, type DetectorName } from './detectors.js';
+import type { StrategySpec } from './strategies.js';
 
 /**
  * Statement text as the audit log records it. Clients send credentials in
@@ -31,4 +33,21 @@ export function redactPasswordLiterals(text: string): string {
     copied = next.end;
   }
   return copied === 0 ? text : parts.join('') + bytes.toString('utf8', copied);
+}
+
+/** Credentials that look like what they are, wherever they stand in a statement or parameter. */
+const CREDENTIAL_DETECTORS: ReadonlySet<DetectorName> = new Set(['jwt', 'private_key']);
+const REDACT: StrategySpec = { strategy: 'redact' };
+/** The redact strategy never hashes; the key is only there to satisfy the signature. */
+const NO_KEY = Buffer.alloc(0);
+
+/**
+ * Statement text or a parameter as every audit record keeps it, masked or
+ * not: password literals redacted, and anything shaped like a token (a JWT,
+ * as clients paste identity tokens) or a PEM private key replaced by
+ * `[masked:jwt]` / `[masked:private_key]`. Tokens must never reach the log.
+ */
+export function redactCredentials(text: string, opts: { sql: boolean }): string {
+  const base = opts.sql ? redactPasswordLiterals(text) : text;
+  return maskDetected(base, CREDENTIAL_DETECTORS, REDACT, NO_KEY) ?? REDACTED_LITERAL;
 }

@@ -18,7 +18,7 @@ import { parseBind, parseDescribeOrClose, parseExecute, parseParse, parseQuery }
 import { query as queryMessage, terminate as terminateMessage } from './codec/frontend-serializer.js';
 import { BE, FE } from './codec/message-types.js';
 import type { PostgresAdapterContext } from './context.js';
-import { redactPasswordLiterals } from '../../masking/statement-text.js';
+import { redactCredentials } from '../../masking/statement-text.js';
 import { StreamSplicer, type Splice } from './splicer.js';
 import { StatementTracker, type StatementEnd, type StatementStart } from './statement-tracker.js';
 import { MASKED_MESSAGE_TYPES, VALUE_MESSAGE_TYPES, type SessionMasker } from './masking/session-masker.js';
@@ -684,7 +684,7 @@ export class PostgresSession implements Session {
       grant: this.grant,
       text: this.recordedText(h.text),
       exact,
-      ...(h.params ? { params: h.params.map((p) => (p === null || !this.masker ? p : this.masker.detectInText(p))) } : {}),
+      ...(h.params ? { params: h.params.map((p) => this.recordedParam(p)) } : {}),
       facts: {
         kinds: [...new Set(shown.map((f) => f.kind))],
         tables: [...new Set(shown.flatMap((f) => [...f.tablesWritten, ...f.tablesRead]))],
@@ -1014,7 +1014,7 @@ export class PostgresSession implements Session {
       text: this.recordedText(s.text),
       ...(s.statementName ? { statementName: s.statementName } : {}),
       ...(s.portal ? { portal: s.portal } : {}),
-      ...(s.params ? { params: s.params.map((p) => (p === null ? null : this.masker ? this.masker.detectInText(p) : p)) } : {}),
+      ...(s.params ? { params: s.params.map((p) => this.recordedParam(p)) } : {}),
       ...(s.rule !== undefined ? { rule: s.rule } : {}),
     });
   }
@@ -1026,7 +1026,14 @@ export class PostgresSession implements Session {
 
   /** Statement text as the audit log keeps it: password literals redacted, and for a masked session, what the detectors find. */
   private recordedText(text: string): string {
-    const redacted = redactPasswordLiterals(text);
+    const redacted = redactCredentials(text, { sql: true });
+    return this.masker ? this.masker.detectInText(redacted) : redacted;
+  }
+
+  /** A bind parameter as the audit log and approval requests keep it. */
+  private recordedParam(p: string | null): string | null {
+    if (p === null) return null;
+    const redacted = redactCredentials(p, { sql: false });
     return this.masker ? this.masker.detectInText(redacted) : redacted;
   }
 
