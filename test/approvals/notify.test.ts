@@ -7,7 +7,7 @@ import { Registry } from 'prom-client';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { NotificationMetrics } from '../../src/approvals/notify/metrics.js';
 import { Notifier } from '../../src/approvals/notify/notifier.js';
-import { notificationPayload } from '../../src/approvals/notify/payload.js';
+import { MAX_STATEMENT_CHARS, notificationPayload } from '../../src/approvals/notify/payload.js';
 import { signWebhook, verifyWebhookSignature } from '../../src/approvals/notify/signature.js';
 import { SLACK_STATEMENT_LIMIT, slackMessage, type SlackBlock } from '../../src/approvals/notify/slack.js';
 import type { ApprovalStatus } from '../../src/approvals/types.js';
@@ -204,6 +204,7 @@ describe('webhook delivery', () => {
       link: 'https://sluice.example.com/approvals/apr_abcdefghijklmnopqrst',
       createdAt: '2025-01-01T10:00:00.000Z',
       expiresAt: '2025-01-01T10:15:00.000Z',
+      required: 1,
       statement: {
         text: "UPDATE orders SET state = 'paid' WHERE id = $1",
         params: ['42'],
@@ -220,6 +221,16 @@ describe('webhook delivery', () => {
     expect(req.body).not.toContain('internal-hash');
     expect(req.body).not.toContain('ses_internal');
     expect(req.body).not.toContain('secret-group');
+  });
+
+  it('cuts a huge statement and says so; an approved request carries how long the approval is good for', async () => {
+    const huge = status({ state: 'approved' });
+    const long = { ...huge, validUntil: '2025-01-01T11:00:00.000Z', request: { ...huge.request, statement: { ...huge.request.statement!, text: 'INSERT INTO t VALUES ' + '(1),'.repeat(40_000) } } };
+    const p = notificationPayload('approval.decided', long, new Date());
+    expect(p.statement!.text).toHaveLength(MAX_STATEMENT_CHARS);
+    expect(p.statement!.textTruncated).toBe(true);
+    expect(p.validUntil).toBe('2025-01-01T11:00:00.000Z');
+    expect(notificationPayload('approval.requested', status(), new Date()).statement!.textTruncated).toBeUndefined();
   });
 
   it('retries 500, 503 and 429 (Retry-After honoured) with one delivery id, then succeeds', async () => {

@@ -26,8 +26,14 @@ export interface ApprovalNotification {
   readonly link: string;
   readonly createdAt: string;
   readonly expiresAt: string;
+  /** Distinct approvals needed. */
+  readonly required: number;
+  /** Approved: until when a fail-fast re-run may use it, or when the access grant ends. */
+  readonly validUntil?: string;
   readonly statement?: {
+    /** Cut at MAX_STATEMENT_CHARS (then `textTruncated`); the whole text is at the link. */
     readonly text: string;
+    readonly textTruncated?: true;
     readonly params?: readonly (string | null)[];
     readonly rows?: number;
     readonly mode: 'wait' | 'fail_fast';
@@ -44,6 +50,9 @@ export interface ApprovalNotification {
   /** When the notification was built (ISO 8601). */
   readonly time: string;
 }
+
+/** A statement of megabytes (a bulk INSERT) would make every delivery that large; receivers follow the link for the rest. */
+export const MAX_STATEMENT_CHARS = 64 * 1024;
 
 export function notificationPayload(type: NotificationType, status: ApprovalStatus, time: Date): ApprovalNotification {
   const r = status.request;
@@ -65,10 +74,13 @@ export function notificationPayload(type: NotificationType, status: ApprovalStat
     link: r.link,
     createdAt: r.createdAt,
     expiresAt: r.expiresAt,
+    required: r.required,
+    ...(status.validUntil !== undefined ? { validUntil: status.validUntil } : {}),
     ...(s
       ? {
           statement: {
-            text: s.text,
+            text: s.text.length > MAX_STATEMENT_CHARS ? s.text.slice(0, MAX_STATEMENT_CHARS) : s.text,
+            ...(s.text.length > MAX_STATEMENT_CHARS ? { textTruncated: true as const } : {}),
             ...(s.params ? { params: [...s.params] } : {}),
             ...(s.rows !== undefined ? { rows: s.rows } : {}),
             mode: s.mode,
