@@ -41,6 +41,25 @@ describe.each(['postgres', 'pglite'] as const)('sluice quickstart with a %s demo
       expect(tail.code).toBe(0);
       expect(tail.stdout).toContain('select count(*) from customers /* quickstart-check */');
       expect(tail.stdout).toContain('session.opened');
+
+      // The demo holds a DROP until a demo lead approves it from the CLI.
+      const config = ['--config', join(dataDir, 'sluice.yaml')];
+      const lead = ['--as', 'lead', '--as-groups', 'demo-leads', ...config];
+      const ddl = url.replace('//read@', '//ddl@');
+      expect((await runClient(psql, ['-X', '-At', ddl, '-c', 'create table scratch (id int)'], { PGPASSWORD: token })).stderr).toBe('');
+      const drop = runClient(psql, ['-X', '-At', ddl, '-c', 'drop table scratch'], { PGPASSWORD: token });
+      let id: string | undefined;
+      for (let i = 0; i < 200 && !id; i++) {
+        const list = await runCli(['approvals', 'list', '--state', 'pending', '--json', ...lead]);
+        id = (JSON.parse(list.stdout || '[]') as { request: { id: string } }[])[0]?.request.id;
+        if (!id) await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(id).toMatch(/^apr_/);
+      const approved = await runCli(['approvals', 'approve', id!, '--reason', 'demo', ...lead]);
+      expect(approved.code).toBe(0);
+      const dropped = await drop;
+      expect(dropped.stderr).toContain(`NOTICE:  sluice: statement held for approval by policy "demo-hold-drops": request ${id}`);
+      expect(dropped.stdout.trim()).toBe('DROP TABLE');
     } finally {
       const exited = new Promise((r) => child.once('exit', r));
       child.kill('SIGINT');

@@ -41,6 +41,13 @@ export function quickstartConfig(dataDir: string, pgPort: number, httpPort: numb
     policies: [
       { name: 'demo-team', when: { groups: ['demo'] }, resources: ['demo'], grants: ['read', 'write', 'ddl'], max_session_duration: '8h' },
       { name: 'demo-team-api', when: { groups: ['demo'] }, permissions: ['audit:read', 'sessions:read', 'sessions:terminate'] },
+      // Shows just-in-time approval: a DROP waits in psql until someone in demo-leads approves it.
+      {
+        name: 'demo-hold-drops',
+        when: { groups: ['demo'] },
+        resources: ['demo'],
+        approval: { statements: { kinds: ['ddl.drop', 'truncate'] }, approvers: [{ groups: ['demo-leads'] }], request_ttl: '10m' },
+      },
     ],
   };
 }
@@ -97,6 +104,9 @@ export function quickstartCommand(program: Command): void {
           `See what you ran:   node bin/sluice.js audit tail${rel}`,
           `Another token:      node bin/sluice.js token --subject alice --groups demo${rel}`,
           `Live sessions:      node bin/sluice.js sessions list${rel}`,
+          `A DROP or TRUNCATE waits for approval; approve it from another terminal:`,
+          `                    node bin/sluice.js approvals list --as lead --as-groups demo-leads${rel}`,
+          `                    node bin/sluice.js approvals approve <id> --reason "ok" --as lead --as-groups demo-leads${rel}`,
           'Stop with Ctrl-C.',
           '',
         ].join('\n'),
