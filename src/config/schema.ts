@@ -99,6 +99,21 @@ const server = z.strictObject({
   watch_config: z.boolean().default(true).meta({ description: 'Reload when the config file changes (SIGHUP always reloads).' }),
 });
 
+const checkpoints = z.strictObject({
+  interval: durationKey(60, 'How often a signed checkpoint of the audit chain head is written, when the head moved since the last one.').refine((s) => s >= 1, {
+    message: 'at least 1 second',
+  }),
+  export: z
+    .strictObject({
+      file: z
+        .string()
+        .min(1)
+        .optional()
+        .meta({ description: 'File each checkpoint is also appended to as a JSON line. Keep it outside the store (ideally shipped off the host): a rewrite of the store cannot rewrite it, so `sluice audit verify --checkpoints` catches a rewritten log.' }),
+    })
+    .prefault({}),
+});
+
 const store = z.strictObject({
   type: z.literal('sqlite').default('sqlite').meta({ description: 'Store implementation; sqlite is the embedded default.' }),
   data_dir: z.string().default('./sluice-data').meta({ description: 'Directory for the store, keys and recordings.' }),
@@ -111,6 +126,7 @@ const store = z.strictObject({
     1,
     'How long a write waits for a lock held by another process before the statement it records is refused. The wait blocks the gateway, so keep it short.',
   ),
+  checkpoints: checkpoints.prefault({}),
 });
 
 const keys = z.strictObject({

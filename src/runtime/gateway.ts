@@ -1,6 +1,7 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { CheckpointWriter } from '../audit/checkpoint-writer.js';
 import { SqliteAuditStore } from '../audit/sqlite-audit-store.js';
 import { loadConfigFile, parseHostPort } from '../config/load.js';
 import type { SluiceConfig } from '../config/schema.js';
@@ -62,6 +63,7 @@ export class Gateway {
   private readonly postgres: PostgresListener;
   private readonly http: FastifyInstance;
   private watcher?: FSWatcher;
+  private checkpoints?: CheckpointWriter;
   private stopping = false;
   private reloading: Promise<ReloadResult> | undefined;
   private reloadAgain: Promise<ReloadResult> | undefined;
@@ -138,6 +140,15 @@ export class Gateway {
     const https = cfg.server.http.tls ? await serverTlsPems(cfg) : undefined;
     const gw = new Gateway(opts, state, keyring, store, approvalStore, { metrics, notificationMetrics, notifier, log }, https);
     try {
+      gw.checkpoints = CheckpointWriter.open({
+        path: storePath,
+        ...storeOptions,
+        key: keyring.current,
+        intervalSeconds: cfg.store.checkpoints.interval,
+        exportFile: cfg.store.checkpoints.export.file,
+        log,
+      });
+      gw.checkpoints.start();
       await gw.approvals.recover();
       gw.postgresAddress = await gw.postgres.listen(cfg.server.postgres.listen);
       await gw.http.listen(parseHostPort(cfg.server.http.listen));
@@ -293,6 +304,8 @@ export class Gateway {
     await Promise.race([Promise.all(notifiers.map((n) => n.idle())), new Promise((r) => setTimeout(r, 5000).unref())]);
     for (const n of notifiers) n.close();
     await this.store.close();
+    // After the store has flushed, so the last checkpoint covers every event.
+    await this.checkpoints?.stop();
     this.log.info('sluice stopped');
   }
 }

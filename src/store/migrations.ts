@@ -121,4 +121,33 @@ BEGIN
 END;
 `,
   },
+  {
+    version: 3,
+    name: 'audit_checkpoints',
+    // Signed heads of the audit chains (src/audit/checkpoint.ts), append-only
+    // like the events they vouch for. A copy in the store alone cannot catch a
+    // rewrite of the store; the exported copy does (docs/audit.md).
+    up: `
+CREATE TABLE audit_checkpoints (
+  id INTEGER PRIMARY KEY,
+  chain TEXT NOT NULL,
+  seq INTEGER NOT NULL CHECK (seq >= 1),
+  hash TEXT NOT NULL,
+  time TEXT NOT NULL,
+  kid TEXT NOT NULL,
+  jws TEXT NOT NULL
+);
+CREATE UNIQUE INDEX audit_checkpoints_chain_seq ON audit_checkpoints (chain, seq);
+
+CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
+BEGIN
+  SELECT RAISE(ABORT, 'audit checkpoints are append-only: UPDATE is not allowed');
+END;
+
+CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
+BEGIN
+  SELECT RAISE(ABORT, 'audit checkpoints are append-only: DELETE is not allowed');
+END;
+`,
+  },
 ];

@@ -65,7 +65,7 @@ describe('openSqlite', () => {
     const attempt = () => openSqlite(path, { synchronous: 'normal' });
     expect(attempt).toThrow(StoreError);
     expect(attempt).toThrow(expect.objectContaining({ code: 'store_schema_newer' }));
-    expect(attempt).toThrow(/schema version 999.*only knows versions up to 2.*restore a backup/s);
+    expect(attempt).toThrow(/schema version 999.*only knows versions up to 3.*restore a backup/s);
     expect(attempt).toThrow(path);
   });
 
