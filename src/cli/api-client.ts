@@ -1,3 +1,4 @@
+import type { Writable } from 'node:stream';
 import { loadConfigFile } from '../config/load.js';
 import { SluiceError } from '../errors.js';
 import { Keyring } from '../keys/keyring.js';
@@ -59,6 +60,68 @@ export class ApiClient {
   /** POSTs `body` as JSON. */
   async post<T>(path: string, body: unknown): Promise<T> {
     return this.request<T>('POST', path, {}, body);
+  }
+
+  /**
+   * Writes the body of GET `path` to `dest` as it arrives, waiting whenever
+   * `dest` is full, and resolves with the bytes written. `dest` is left open
+   * (it may be stdout). The 15 s timeout applies to the answer and to each
+   * wait for the next chunk, not to waits on `dest` (a pager may hold it), so
+   * a long download is fine and a stalled one ends.
+   */
+  async download(path: string, query: Record<string, string | number | undefined>, dest: Writable): Promise<number> {
+    const u = new URL(this.baseUrl + path);
+    for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== '') u.searchParams.set(k, String(v));
+    const abort = new AbortController();
+    const waiting = <T>(p: Promise<T>): Promise<T> => {
+      const timer = setTimeout(() => abort.abort(), 15_000);
+      return p.finally(() => clearTimeout(timer));
+    };
+    let res: Response;
+    try {
+      res = await waiting(fetch(u, { headers: { authorization: `Bearer ${this.token}` }, signal: abort.signal }));
+    } catch (err) {
+      throw new SluiceError('api_unreachable', `cannot reach the Sluice API at ${this.baseUrl} (${(err as Error).message}); is "sluice start" running?`);
+    }
+    if (!res.ok || !res.body) {
+      const answer = (await res.json().catch(() => ({}))) as { error?: { code: string; message: string } };
+      throw new SluiceError(answer.error?.code ?? `http_${res.status}`, answer.error?.message ?? `the API answered ${res.status}`);
+    }
+    const unwritable = (err: Error | null | undefined): SluiceError =>
+      new SluiceError('download_unwritable', `cannot write the download (${err?.message ?? 'the destination was closed'})`);
+    // Settles on drain, error or close, and removes its listeners, so a destination that fails never leaves the download hanging.
+    const drained = (): Promise<void> =>
+      new Promise((resolve, reject) => {
+        const settle = (err?: Error | null): void => {
+          dest.off('drain', onDrain).off('error', onError).off('close', onClose);
+          if (err === undefined) resolve();
+          else reject(unwritable(err));
+        };
+        const onDrain = (): void => settle();
+        const onError = (err: Error): void => settle(err);
+        const onClose = (): void => settle(dest.errored);
+        dest.on('drain', onDrain).on('error', onError).on('close', onClose);
+      });
+    const reader = res.body.getReader();
+    let bytes = 0;
+    try {
+      for (;;) {
+        let chunk: ReadableStreamReadResult<Uint8Array>;
+        try {
+          chunk = await waiting(reader.read());
+        } catch (err) {
+          const why = abort.signal.aborted ? 'no data for 15 s' : (err as Error).message;
+          throw new SluiceError('download_interrupted', `the download from ${this.baseUrl} stopped before the end (${why}); run the command again`);
+        }
+        if (chunk.done) return bytes;
+        if (dest.destroyed || dest.errored) throw unwritable(dest.errored);
+        bytes += chunk.value.byteLength;
+        if (!dest.write(chunk.value)) await drained();
+      }
+    } finally {
+      // After a failure on either side, so the connection is not left open.
+      abort.abort();
+    }
   }
 
   private async request<T>(method: string, path: string, query: Record<string, string | number | undefined>, body?: unknown): Promise<T> {

@@ -1,4 +1,7 @@
+import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
+import { CSV_HEADER, toCsvRow, toJsonLine } from '../../audit/export.js';
+import type { AuditEvent } from '../../events/types.js';
 import type { AuditStore } from '../../audit/store.js';
 import { SluiceError } from '../../errors.js';
 import { AUDIT_EVENT_TYPES, type AuditEventType, type AuditQuery } from '../../events/types.js';
@@ -68,4 +71,56 @@ export function auditRoutes(app: FastifyInstance, store: AuditStore): void {
     const last = events[events.length - 1];
     return { events, next: events.length === q.limit && last ? { [q.order === 'desc' ? 'before_seq' : 'after_seq']: last.seq } : null };
   });
+  app.get<{ Querystring: Record<string, unknown> }>('/api/v1/audit/export', async (req, reply) => {
+    const format = req.query.format ?? 'jsonl';
+    if (format !== 'jsonl' && format !== 'csv') return sendError(reply, 400, 'query_invalid', 'format: expected jsonl or csv');
+    if (req.query.limit !== undefined) {
+      return sendError(reply, 400, 'query_invalid', 'limit: an export holds every matching event; narrow it with filters, after_seq or before_seq');
+    }
+    const q = parseAuditQuery(req.query);
+    if (typeof q === 'string') return sendError(reply, 400, 'query_invalid', q);
+    const pages = exportPages(store, q);
+    let first: IteratorResult<AuditEvent[]>;
+    try {
+      first = pages.next();
+    } catch (err) {
+      if (err instanceof SluiceError && err.code === 'audit_query_invalid') return sendError(reply, 400, 'query_invalid', err.message);
+      throw err;
+    }
+    const row = format === 'csv' ? toCsvRow : toJsonLine;
+    function* body(): Generator<string> {
+      if (format === 'csv') yield CSV_HEADER;
+      for (let page = first; !page.done; page = pages.next()) yield page.value.map(row).join('');
+    }
+    const stamp = new Date().toISOString().replace(/[-:]|\.\d+/g, '');
+    reply
+      .header('content-type', format === 'csv' ? 'text/csv; charset=utf-8; header=present' : 'application/x-ndjson; charset=utf-8')
+      .header('content-disposition', `attachment; filename="sluice-audit-${stamp}.${format}"`)
+      .header('x-content-type-options', 'nosniff')
+      .header('cache-control', 'no-store');
+    // Pulled one page at a time as the client reads, so memory stays at about one page whatever the export's size.
+    return reply.send(Readable.from(body(), { objectMode: false }));
+  });
+}
+
+/** Rows per store query while exporting. */
+export const EXPORT_PAGE = 1000;
+
+/**
+ * Every event matching `q`, page by page, keyset by seq in `q.order`.
+ * Events written after the export began are left out, so a busy log cannot
+ * keep an export running forever.
+ */
+export function* exportPages(store: AuditStore, q: AuditQuery): Generator<AuditEvent[]> {
+  const end = store.lastSeq() + 1;
+  let after = q.afterSeq;
+  let before = Math.min(q.beforeSeq ?? end, end);
+  for (;;) {
+    const page = store.query({ ...q, afterSeq: after, beforeSeq: before, limit: EXPORT_PAGE });
+    if (page.length) yield page;
+    if (page.length < EXPORT_PAGE) return;
+    const last = page[page.length - 1].seq;
+    if (q.order === 'desc') before = last;
+    else after = last;
+  }
 }
