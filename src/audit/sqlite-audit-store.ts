@@ -1,12 +1,13 @@
 import { dirname } from 'node:path';
 import type { Statement, Transaction } from 'better-sqlite3';
 import { SluiceError, StoreError } from '../errors.js';
-import type { AuditEvent, AuditEventInput, AuditEventType, AuditQuery } from '../events/types.js';
+import type { AuditEvent, AuditEventInput, AuditQuery } from '../events/types.js';
 import { backupSqlite } from '../store/backup.js';
 import { describeError } from '../store/describe-error.js';
 import { openSqlite, type SqliteDatabase } from '../store/sqlite.js';
 import { canonicalJson, eventHash, GENESIS_HASH } from './hash-chain.js';
 import { DEFERRED_FLUSH_MS, type AppendOptions, type AuditStore } from './store.js';
+import { EVENT_COLUMNS, rowToEvent, type EventRow } from './event-row.js';
 
 export interface SqliteAuditStoreOptions {
   readonly path: string;
@@ -39,23 +40,8 @@ interface Head {
   hash: string;
 }
 
-interface EventRow {
-  chain: string;
-  seq: number;
-  type: AuditEventType;
-  time: string;
-  session_id: string | null;
-  principal_issuer: string | null;
-  subject: string | null;
-  principal_kind: 'person' | 'machine' | null;
-  resource: string | null;
-  data: string;
-  prev_hash: string;
-  hash: string;
-}
 
-const COLUMNS =
-  'chain, seq, type, time, session_id, principal_issuer, subject, principal_kind, resource, data, prev_hash, hash';
+const COLUMNS = EVENT_COLUMNS;
 const CHAIN_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const DEFAULT_LIMIT = 100;
 const MAX_LIMIT = 1000;
@@ -200,7 +186,7 @@ export class SqliteAuditStore implements AuditStore {
       statement = this.db.prepare<unknown[], EventRow>(sql);
       this.queries.set(sql, statement);
     }
-    return statement.all(...params).map(rowToEvent);
+    return statement.all(...params).map((r) => rowToEvent(r, JSON.parse(r.data) as Record<string, unknown>));
   }
 
   lastSeq(): number {
@@ -343,23 +329,6 @@ export class SqliteAuditStore implements AuditStore {
   }
 }
 
-function rowToEvent(r: EventRow): AuditEvent {
-  const e: Draft = {
-    seq: r.seq,
-    chain: r.chain,
-    type: r.type,
-    time: r.time,
-    data: JSON.parse(r.data) as Record<string, unknown>,
-    prevHash: r.prev_hash,
-    hash: r.hash,
-  };
-  if (r.session_id !== null) e.sessionId = r.session_id;
-  if (r.principal_issuer !== null && r.subject !== null && r.principal_kind !== null) {
-    e.principal = { issuer: r.principal_issuer, subject: r.subject, kind: r.principal_kind };
-  }
-  if (r.resource !== null) e.resource = r.resource;
-  return e;
-}
 
 /**
  * Times are stored as UTC with milliseconds (toISOString), so that string

@@ -2,9 +2,10 @@ import { readFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import type { JWK } from 'jose';
 import { SluiceError } from '../errors.js';
-import type { AuditEvent, AuditEventType } from '../events/types.js';
+import type { AuditEvent } from '../events/types.js';
 import { verifyCheckpoint, type Checkpoint } from './checkpoint.js';
 import { verifyChain } from './hash-chain.js';
+import { EVENT_COLUMNS, rowToEvent, type EventRow } from './event-row.js';
 
 /**
  * edited, deleted, reordered: an event in the middle of a chain.
@@ -52,20 +53,9 @@ export interface VerifyOptions {
   readonly exportFiles?: readonly string[];
 }
 
-interface EventRow {
+/** With the rowid: rows stored in another order than their seqs are a finding too. */
+interface StoredEventRow extends EventRow {
   id: number;
-  chain: string;
-  seq: number;
-  type: AuditEventType;
-  time: string;
-  session_id: string | null;
-  principal_issuer: string | null;
-  subject: string | null;
-  principal_kind: 'person' | 'machine' | null;
-  resource: string | null;
-  data: string;
-  prev_hash: string;
-  hash: string;
 }
 
 interface CheckpointRecord {
@@ -91,7 +81,6 @@ interface StoreView {
 }
 
 const STORE = 'store';
-const COLUMNS = 'chain, seq, type, time, session_id, principal_issuer, subject, principal_kind, resource, data, prev_hash, hash';
 
 /**
  * Verifies a Sluice store offline and read-only (a running gateway may be
@@ -177,7 +166,7 @@ function readStore(path: string, exported: readonly CheckpointRecord[]): StoreVi
     if (!tables.has('audit_events')) throw new SluiceError('store_not_sluice', `${path} holds no audit log: name a Sluice store (sluice.db)`);
     // One read transaction: chains and checkpoints come from one snapshot, even while a gateway appends.
     db.exec('BEGIN');
-    const walk = db.prepare<[string], EventRow>(`SELECT id, ${COLUMNS} FROM audit_events WHERE chain = ? ORDER BY seq, id`);
+    const walk = db.prepare<[string], StoredEventRow>(`SELECT id, ${EVENT_COLUMNS} FROM audit_events WHERE chain = ? ORDER BY seq, id`);
     const byHash = db.prepare<[string, string], { seq: number }>('SELECT seq FROM audit_events WHERE chain = ? AND hash = ? ORDER BY seq LIMIT 1');
     const bySeq = db.prepare<[string, number], { hash: string }>('SELECT hash FROM audit_events WHERE chain = ? AND seq = ? ORDER BY id LIMIT 1');
     const maxSeq = db.prepare<[string], { seq: number }>('SELECT max(seq) AS seq FROM audit_events WHERE chain = ?');
@@ -214,7 +203,7 @@ function readStore(path: string, exported: readonly CheckpointRecord[]): StoreVi
  * than their sequence numbers (row ids only grow) and data that is no longer
  * JSON.
  */
-function walkChain(chain: string, lastSeq: number, rows: Iterable<EventRow>, seqOfHash: (hash: string) => number | undefined): ChainResult {
+function walkChain(chain: string, lastSeq: number, rows: Iterable<StoredEventRow>, seqOfHash: (hash: string) => number | undefined): ChainResult {
   let stopped: Finding | undefined;
   let current: AuditEvent | undefined;
   function* events(): Generator<AuditEvent> {
@@ -263,22 +252,6 @@ function walkChain(chain: string, lastSeq: number, rows: Iterable<EventRow>, seq
   }
 }
 
-function rowToEvent(r: EventRow, data: Record<string, unknown>): AuditEvent {
-  return {
-    seq: r.seq,
-    chain: r.chain,
-    type: r.type,
-    time: r.time,
-    data,
-    prevHash: r.prev_hash,
-    hash: r.hash,
-    ...(r.session_id !== null ? { sessionId: r.session_id } : {}),
-    ...(r.principal_issuer !== null && r.subject !== null && r.principal_kind !== null
-      ? { principal: { issuer: r.principal_issuer, subject: r.subject, kind: r.principal_kind } }
-      : {}),
-    ...(r.resource !== null ? { resource: r.resource } : {}),
-  };
-}
 
 async function checkSignature(record: CheckpointRecord, jwks: { keys: JWK[] }, findings: Finding[]): Promise<Checkpoint | undefined> {
   const where = record.source === STORE ? 'a checkpoint in the store' : `the checkpoint at ${record.source}`;

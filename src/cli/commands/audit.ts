@@ -59,14 +59,8 @@ export function auditCommands(program: Command): void {
 
   const search = audit
     .command('search')
-    .description('search the audit log')
-    .option('--subject <subject>', 'principal subject')
-    .option('--resource <name>', 'resource name')
-    .option('--session <id>', 'session id')
-    .option('--type <types>', 'comma-separated event types')
-    .option('--since <time>', 'ISO-8601 time')
-    .option('--until <time>', 'ISO-8601 time')
-    .option('-q, --text <text>', 'text inside the event (statement text, reasons)')
+    .description('search the audit log');
+  filterOptions(search)
     .option('--limit <n>', 'most events to print', '100')
     .option('--json', 'JSON Lines output');
   apiOptions(search);
@@ -145,18 +139,24 @@ function describeReport(r: VerifyReport): string {
   return lines.join('\n') + '\n';
 }
 
-function exportCommand(audit: Command): void {
-  const cmd = audit
-    .command('export')
-    .description('download every matching audit event as JSON Lines or CSV (spreadsheet-safe)')
-    .requiredOption('--format <format>', 'jsonl or csv')
+/** The filters search and export share, named as the API's query parameters are. */
+function filterOptions(cmd: Command): Command {
+  return cmd
     .option('--subject <subject>', 'principal subject')
     .option('--resource <name>', 'resource name')
     .option('--session <id>', 'session id')
     .option('--type <types>', 'comma-separated event types')
     .option('--since <time>', 'ISO-8601 time')
     .option('--until <time>', 'ISO-8601 time')
-    .option('-q, --text <text>', 'text inside the event (statement text, reasons)')
+    .option('-q, --text <text>', 'text inside the event (statement text, reasons)');
+}
+
+function exportCommand(audit: Command): void {
+  const cmd = audit
+    .command('export')
+    .description('download every matching audit event as JSON Lines or CSV (spreadsheet-safe)')
+    .requiredOption('--format <format>', 'jsonl or csv');
+  filterOptions(cmd)
     .option('--out <file>', 'write to this file (mode 0600) instead of standard output');
   apiOptions(cmd);
   cmd.action(
