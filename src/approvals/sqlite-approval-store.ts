@@ -19,7 +19,6 @@ interface EventDbRow {
 export interface ApprovalListFilter {
   readonly kind?: ApprovalKind;
   readonly requester?: PrincipalRef;
-  readonly since?: string;
   /** Only requests that may still be pending: not past expiresAt, not denied, cancelled or ended. */
   readonly open?: boolean;
   readonly limit?: number;
@@ -121,10 +120,6 @@ export class SqliteApprovalStore {
     if (filter.requester) {
       where.push('requester_issuer = ? AND requester_subject = ?');
       args.push(filter.requester.issuer, filter.requester.subject);
-    }
-    if (filter.since) {
-      where.push('created_at >= ?');
-      args.push(filter.since);
     }
     if (filter.open) {
       where.push("expires_at > ? AND NOT EXISTS (SELECT 1 FROM approval_events e WHERE e.request_id = approval_requests.id AND e.type IN ('deny', 'cancel', 'expire'))");

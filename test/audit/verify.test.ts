@@ -17,6 +17,7 @@ import { createLogger } from '../../src/observability/log.js';
 import { runCli } from '../cli/run-cli.js';
 import { startGateway } from '../support/gateway.js';
 import { statementEvent } from './sample-events.js';
+import type { EventRow } from '../../src/audit/event-row.js';
 
 // The CLI test starts Node processes that compile TypeScript; on a busy machine that takes a while.
 vi.setConfig({ testTimeout: 90_000 });
@@ -68,19 +69,8 @@ function tamper(sql: (db: Database.Database) => void): void {
   db.close();
 }
 
-interface Row {
-  id: number;
-  seq: number;
-  chain: string;
-  type: string;
-  time: string;
-  session_id: string | null;
-  principal_issuer: string | null;
-  subject: string | null;
-  principal_kind: 'person' | 'machine' | null;
-  resource: string | null;
-  data: string;
-}
+/** A stored row with its rowid, as the rewrite below reads it. */
+type Row = EventRow & { id: number };
 
 /** Rewrites chain "main" as a careful attacker would: every prev_hash and hash recomputed. */
 function recomputeHashes(db: Database.Database): void {
